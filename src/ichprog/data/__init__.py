@@ -1,0 +1,57 @@
+"""Data: the clinical table and CT volumes of a cohort, pre-processing with a persistent cache,
+cross-validation splits, and the phantom cohort.
+
+Names are loaded lazily so that ``import ichprog.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # schema.py: the clinical table's columns, in one place
+    "COLUMNS": "schema",
+    "LABEL_COLUMN": "schema",
+    "ID_COLUMN": "schema",
+    "BINARY_COLUMNS": "schema",
+    "NUMERIC_COLUMNS": "schema",
+    # cohort.py
+    "Cohort": "cohort",
+    "load_cohort": "cohort",
+    "load_table": "cohort",
+    # nifti.py
+    "load_volume": "nifti",
+    "save_volume": "nifti",
+    # preprocess.py
+    "PreprocessConfig": "preprocess",
+    "preprocess_volume": "preprocess",
+    "strip_skull": "preprocess",
+    # cache.py
+    "VolumeCache": "cache",
+    # dataset.py
+    "CTDataset": "dataset",
+    "Augment": "dataset",
+    # splits.py
+    "Fold": "splits",
+    "Splits": "splits",
+    "make_splits": "splits",
+    "oversample": "splits",
+    # phantom.py
+    "make_phantom_cohort": "phantom",
+    "PhantomConfig": "phantom",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'ichprog.data' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"ichprog.data.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

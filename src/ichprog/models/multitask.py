@@ -1,0 +1,137 @@
+"""The multi-task network: one trunk, one small head per task, outputs by task name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ichprog.models.trunks import TrunkSpec, build_trunk
+from ichprog.tasks import Preset, Task, as_preset
+
+__all__ = ["TaskHead", "MultiTaskNet", "multitask_loss"]
+
+
+class TaskHead(nn.Sequential):
+    """ReLU (DenseNet trunks) -> global pooling -> flatten -> ``Linear(n_features, n_outputs)``."""
+
+    def __init__(self, n_features: int, n_outputs: int, pool: str = "avg",
+                 pre_activation: bool = True):
+        super().__init__()
+        if pre_activation:
+            # Not in place: the trunk's output feeds every head, and saliency methods need
+            # out-of-place ReLUs.
+            self.add_module("relu", nn.ReLU(inplace=False))
+        self.add_module("pool", nn.AdaptiveAvgPool3d(1) if pool == "avg" else nn.AdaptiveMaxPool3d(1))
+        self.add_module("flatten", nn.Flatten(1))
+        self.add_module("out", nn.Linear(n_features, n_outputs))
+
+
+class MultiTaskNet(nn.Module):
+    """A 3D trunk shared by one head per task.
+
+    Parameters
+    ----------
+    tasks
+        A :class:`~ichprog.tasks.Preset`, its name, or a sequence of :class:`~ichprog.tasks.Task`.
+    trunk
+        Trunk name (see :data:`ichprog.models.trunks.TRUNKS`); defaults to the preset's trunk.
+    in_channels
+        Input channels (1 for CT).
+    dropout
+        Trunk dropout; ``None`` keeps the trunk's default (0.2 for DenseNet, 0.5 for Perez et al.).
+    trunk_kwargs
+        Extra keyword arguments for the trunk (e.g. a smaller ``block_config``).
+
+    ``forward(x)`` takes ``(N, C, D, H, W)`` and returns ``{task name: logits (N, n_outputs)}``.
+    """
+
+    def __init__(self, tasks: Preset | Sequence[Task] | str, trunk: str | None = None,
+                 in_channels: int = 1, dropout: float | None = None,
+                 trunk_kwargs: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.preset = as_preset(tasks, trunk=trunk)
+        self.trunk_name = self.preset.trunk
+        self.in_channels = in_channels
+        self.dropout = dropout
+        self.trunk_kwargs = dict(trunk_kwargs or {})
+        spec: TrunkSpec = build_trunk(self.trunk_name, in_channels=in_channels, dropout=dropout,
+                                      **self.trunk_kwargs)
+        self.spec = spec
+        self.trunk = spec.module
+        self.heads = nn.ModuleDict(
+            {
+                t.name: TaskHead(spec.n_features, t.n_outputs, pool=spec.pool,
+                                 pre_activation=spec.pre_activation)
+                for t in self.preset.tasks
+            }
+        )
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return self.preset.tasks
+
+    @property
+    def cam_layer(self) -> str:
+        """Default Grad-CAM layer, as a dotted name inside this module."""
+        return f"trunk.{self.spec.cam_layer}"
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable configuration; ``MultiTaskNet.from_config(cfg)`` rebuilds the net."""
+        return {
+            "preset": self.preset.to_dict(),
+            "in_channels": self.in_channels,
+            "dropout": self.dropout,
+            "trunk_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                             for k, v in self.trunk_kwargs.items()},
+        }
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> MultiTaskNet:
+        kwargs = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in dict(cfg.get("trunk_kwargs") or {}).items()}
+        return cls(Preset.from_dict(cfg["preset"]), in_channels=cfg.get("in_channels", 1),
+                   dropout=cfg.get("dropout"), trunk_kwargs=kwargs)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 5:
+            raise ValueError(f"expected a batch (N, C, D, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channel(s), got {x.shape[1]}")
+        if min(x.shape[2:]) < self.spec.min_size:
+            raise ValueError(
+                f"the {self.trunk_name} trunk needs every spatial side >= {self.spec.min_size} "
+                f"voxels, got {tuple(x.shape[2:])}; resample to a larger size or use a smaller trunk"
+            )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_input(x)
+        f = self.trunk(x)
+        return {name: head(f) for name, head in self.heads.items()}
+
+
+def multitask_loss(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                   tasks: Sequence[Task]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum of per-task losses: BCE with logits for binary and (cumulative) ordinal
+    tasks, mean squared error for continuous ones.
+
+    Returns the total and the unweighted per-task losses.
+    """
+    per_task: dict[str, torch.Tensor] = {}
+    total: torch.Tensor | None = None
+    for t in tasks:
+        logits = outputs[t.name].float()
+        target = targets[t.name].to(device=logits.device, dtype=logits.dtype).reshape(logits.shape)
+        if t.kind == "continuous":
+            loss = nn.functional.mse_loss(logits, target)
+        else:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        per_task[t.name] = loss
+        total = loss * t.weight if total is None else total + loss * t.weight
+    assert total is not None
+    return total, per_task
