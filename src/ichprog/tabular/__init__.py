@@ -1,0 +1,62 @@
+"""Tabular baselines of the paper's Table 1, SHAP explanations and learned GCS/age cut-offs.
+
+* :mod:`ichprog.tabular.models`: the five model families (random forest, XGBoost, logistic
+  regression, decision tree and the dense network of Perez et al.) behind one preprocessor.
+* :mod:`ichprog.tabular.cv`: cross-validation on the folds of the image models, and Table 1.
+* :mod:`ichprog.tabular.explain`: SHAP values with the fitting explainer per family, feature
+  rankings and plots.
+* :mod:`ichprog.tabular.boundaries`: cut-offs of a shallow decision tree on (GCS, age) in the
+  form the encoders of :mod:`ichprog.encoding` accept, and a decision-region plot.
+
+Names are loaded lazily: torch is imported only by the dense network, SHAP only by the
+explanations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # models.py
+    "ALL_FEATURES": "models",
+    "FEATURE_SETS": "models",
+    "MODEL_NAMES": "models",
+    "MODEL_LABELS": "models",
+    "resolve_features": "models",
+    "check_table": "models",
+    "TabularPreprocessor": "models",
+    "PerezDNNClassifier": "models",
+    "make_model": "models",
+    # cv.py
+    "cross_validate_tabular": "cv",
+    "TabularCVResult": "cv",
+    "table1": "cv",
+    "Table1Result": "cv",
+    "TABLE1_COLUMNS": "cv",
+    "PAPER_TABLE1": "cv",
+    # explain.py
+    "shap_values": "explain",
+    "shap_importance": "explain",
+    "plot_shap": "explain",
+    # boundaries.py
+    "decision_boundaries": "boundaries",
+    "boundary_splits": "boundaries",
+    "fit_boundary_tree": "boundaries",
+    "boundary_encoders": "boundaries",
+    "boundary_tasks": "boundaries",
+    "plot_decision_regions": "boundaries",
+}
+
+__all__ = sorted(_EXPORTS)
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'ichprog.tabular' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"ichprog.tabular.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
