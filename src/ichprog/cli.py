@@ -1,0 +1,851 @@
+"""The ``ichprog`` command line: every stage of the paper's protocol, and the demo.
+
+Exit codes (scripts can rely on them):
+
+* ``0``: success;
+* ``2``: usage or configuration error (unknown option, unknown or mistyped configuration key,
+  value out of range, missing input file); nothing was computed;
+* ``1``: runtime failure (invalid data found while running, a failed stage, interruption is
+  ``130``).
+
+A user error never prints a traceback; ``--debug`` shows one for any error.
+
+Every command writes into one output folder (``--out``) with the layout of
+:data:`ichprog.report.RUN_LAYOUT`; running a command again in the same folder reuses what is
+finished there (pre-processed volumes, finished folds, finished stages) and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ichprog._version import __version__
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    try:
+        import tomli as tomllib
+    except ImportError:  # pragma: no cover
+        tomllib = None  # type: ignore[assignment]
+
+__all__ = [
+    "main",
+    "build_parser",
+    "ConfigError",
+    "CONFIG_SCHEMA",
+    "DEMO_MODES",
+    "default_config",
+    "load_config",
+    "validate_config",
+    "dump_config",
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class ConfigError(ValueError):
+    """A configuration or usage error: names the file, section and key (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration schema
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Key:
+    kind: str  # "int", "float", "bool", "str", "ints", "strs", "optfloat"
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    length: int | None = None
+
+
+def _presets() -> tuple[str, ...]:
+    from ichprog.tasks import PRESETS
+
+    return tuple(PRESETS)
+
+
+_PRESET_CHOICES = ("baseline_perez", "baseline_densenet", "baseline_gcs_bin", "baseline_gcs_ord",
+                   "baseline_age", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age")
+_TRUNK_CHOICES = ("densenet121", "densenet_tiny", "perez2023", "")
+_SALIENCY_METHODS = ("guided_backprop", "gradcam", "guided_gradcam")
+_TABULAR_MODELS = ("dnn", "rf", "xgb", "lr", "dtc")
+
+#: Every section and key of a configuration file, with type, default and valid range.
+CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
+    "run": {
+        "name": _Key("str", "ichprog", "name of the run, shown in the report"),
+        "seed": _Key("int", 0, "master seed (phantom, splits, training, bootstrap)", low=0),
+        "device": _Key("str", "auto", "where to train", choices=("auto", "cpu", "cuda", "mps")),
+        "progress": _Key("bool", True, "show progress bars"),
+    },
+    "data": {
+        "source": _Key("str", "phantom", "'phantom' (generated) or 'table' (your cohort)",
+                       choices=("phantom", "table")),
+        "table": _Key("str", "", "clinical table (.csv or .xlsx) when source = 'table'"),
+        "image_dir": _Key("str", "", "folder of the scans (default: the table's folder)"),
+        "mask_dir": _Key("str", "", "folder of lesion masks (optional)"),
+        "n_patients": _Key("int", 120, "phantom cohort size", low=12, high=100000),
+        "phantom_shape": _Key("ints", [32, 96, 96], "phantom volume size (D, H, W)", low=8,
+                              high=1024, length=3),
+    },
+    "preprocess": {
+        "shape": _Key("ints", [32, 64, 64], "network input size (D, H, W) after resampling",
+                      low=8, high=1024, length=3),
+        "window": _Key("str", "clip", "'clip' (default) or 'bandpass' (the authors' scripts)",
+                       choices=("clip", "bandpass")),
+        "skull_strip": _Key("bool", True, "strip the skull (already stripped scans pass through)"),
+        "reorient": _Key("bool", True, "reorient to the closest canonical orientation"),
+    },
+    "model": {
+        "preset": _Key("str", "mt_ord_gcs_bin_age", "the tasks and trunk (see ichprog.tasks)",
+                       choices=_PRESET_CHOICES),
+        "trunk": _Key("str", "", "trunk overriding the preset's ('' keeps it)",
+                      choices=_TRUNK_CHOICES),
+        "dropout": _Key("optfloat", None, "trunk dropout (default: the trunk's own)", low=0.0,
+                        high=1.0, high_open=True),
+    },
+    "train": {
+        "epochs": _Key("int", 100, "maximum number of epochs", low=1, high=100000),
+        "batch_size": _Key("int", 8, "samples per forward pass", low=1, high=4096),
+        "accumulation_steps": _Key("int", 3, "batches per optimizer step", low=1, high=1024),
+        "lr": _Key("float", 1e-3, "AdamW learning rate", low=0.0, low_open=True, high=10.0),
+        "weight_decay": _Key("float", 1e-4, "AdamW weight decay", low=0.0, high=10.0),
+        "patience": _Key("int", 20, "early-stopping patience in epochs (0: off)", low=0),
+        "augment": _Key("bool", True, "rotation, zoom and noise on the training part"),
+        "precision": _Key("str", "auto", "autocast precision",
+                          choices=("auto", "fp32", "bf16", "fp16")),
+    },
+    "cv": {
+        "folds": _Key("int", 10, "number of cross-validation folds", low=2, high=1000),
+        "val_fraction": _Key("float", 0.1, "validation part of each training part", low=0.0,
+                             high=1.0, low_open=True, high_open=True),
+        "bootstrap": _Key("int", 1000, "bootstrap resamples for the test-fold intervals", low=0,
+                          high=1000000),
+        "bootstrap_fold": _Key("int", 0, "the fold with bootstrap intervals (Table 2)", low=0),
+        "models": _Key("strs", ["baseline_densenet", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age"],
+                       "presets cross-validated by 'ichprog demo'", choices=_PRESET_CHOICES),
+    },
+    "tabular": {
+        "folds": _Key("int", 10, "cross-validation folds of the tabular models", low=2,
+                      high=1000),
+        "shap": _Key("bool", True, "compute SHAP importances"),
+        "boundaries": _Key("bool", True, "fit the (GCS, age) decision tree and plot it"),
+    },
+    "ablation": {
+        "preset": _Key("str", "mt_ord_gcs_bin_age", "multi-task preset whose losses are ablated",
+                       choices=_PRESET_CHOICES),
+        "max_configs": _Key("int", 0, "run at most this many configurations (0: all)", low=0),
+    },
+    "saliency": {
+        "methods": _Key("strs", ["guided_backprop", "guided_gradcam"], "saliency methods",
+                        choices=_SALIENCY_METHODS),
+        "n_patients": _Key("int", 4, "test patients explained per model", low=1, high=10000),
+        "fold": _Key("int", 0, "fold whose model is explained", low=0),
+    },
+}
+
+
+def default_config() -> dict[str, dict[str, Any]]:
+    """A configuration with every key at its default (a fresh copy).
+
+    Returns
+    -------
+    dict
+        ``{section: {key: value}}`` following :data:`CONFIG_SCHEMA`.
+    """
+    return {s: {k: (list(v.default) if isinstance(v.default, list) else v.default)
+                for k, v in keys.items()} for s, keys in CONFIG_SCHEMA.items()}
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _check_range(value: float, spec: _Key, where: str) -> None:
+    lo_ok = spec.low is None or (value > spec.low if spec.low_open else value >= spec.low)
+    hi_ok = spec.high is None or (value < spec.high if spec.high_open else value <= spec.high)
+    if not (lo_ok and hi_ok) or (isinstance(value, float) and not math.isfinite(value)):
+        lo = "-inf" if spec.low is None else ("(" if spec.low_open else "[") + f"{spec.low:g}"
+        hi = "inf" if spec.high is None else f"{spec.high:g}" + (")" if spec.high_open else "]")
+        if spec.low is None:
+            lo = "(-inf"
+        if spec.high is None:
+            hi = "inf)"
+        raise ConfigError(f"{where}: {value!r} is out of range; valid range {lo}, {hi}")
+
+
+def _coerce(value: Any, spec: _Key, where: str) -> Any:
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a boolean (true/false), got {_type_name(value)} "
+                              f"{value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+        _check_range(value, spec, where)
+        return value
+    if kind in ("float", "optfloat"):
+        if kind == "optfloat" and value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+        value = float(value)
+        _check_range(value, spec, where)
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigError(f"{where}: {value!r} is not one of "
+                              + ", ".join(repr(c) for c in spec.choices))
+        return value
+    if kind in ("ints", "strs"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected an array, got {_type_name(value)} {value!r}")
+        if spec.length is not None and len(value) != spec.length:
+            raise ConfigError(f"{where}: expected {spec.length} values, got {len(value)}")
+        item = _Key("int" if kind == "ints" else "str", None, "", low=spec.low, high=spec.high,
+                    choices=spec.choices)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "<config>",
+                    base: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Check a configuration against :data:`CONFIG_SCHEMA` and fill in the defaults.
+
+    Parameters
+    ----------
+    raw
+        ``{section: {key: value}}`` as read from a TOML file.
+    source
+        Name of the file (or other origin), used in error messages.
+    base
+        Values to start from instead of the defaults (e.g. a demo mode's sizes).
+
+    Returns
+    -------
+    dict
+        The complete configuration.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or key, wrong type, value out of range or not among the choices. The
+        message names the file, the section and the key.
+
+    Examples
+    --------
+    >>> from ichprog.cli import validate_config
+    >>> validate_config({"cv": {"folds": 5}})["cv"]["folds"]
+    5
+    """
+    cfg = default_config()
+    if base is not None:
+        for s, keys in base.items():
+            cfg[s].update({k: (list(v) if isinstance(v, list) else v) for k, v in keys.items()})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: a configuration must be a table of sections")
+    for section, keys in raw.items():
+        if section not in CONFIG_SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]; known sections: "
+                              + ", ".join(f"[{s}]" for s in CONFIG_SCHEMA))
+        if not isinstance(keys, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table, got {_type_name(keys)}")
+        for key, value in keys.items():
+            spec = CONFIG_SCHEMA[section].get(key)
+            if spec is None:
+                raise ConfigError(f"{source}: unknown key '{key}' in [{section}]; known keys: "
+                                  + ", ".join(CONFIG_SCHEMA[section]))
+            cfg[section][key] = _coerce(value, spec, f"{source}: [{section}] {key}")
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                base: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate a TOML configuration file.
+
+    Parameters
+    ----------
+    path
+        The file; ``None`` gives the defaults (or ``base``).
+    base
+        Values to start from instead of the defaults.
+
+    Returns
+    -------
+    dict
+        The complete configuration (see :func:`validate_config`).
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist, is not valid TOML, or fails validation.
+    """
+    if path is None:
+        return validate_config({}, base=base)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"configuration file {p} does not exist")
+    if tomllib is None:  # pragma: no cover
+        raise ConfigError("reading TOML on Python 3.10 needs the 'tomli' package: pip install tomli")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a UTF-8 text file: {exc}") from None
+    return validate_config(raw, source=str(p), base=base)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_config(cfg: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write a configuration as TOML text (keys whose value is ``None`` are left out).
+
+    Parameters
+    ----------
+    cfg
+        ``{section: {key: value}}``.
+
+    Returns
+    -------
+    str
+        TOML that :func:`load_config` reads back to the same configuration.
+    """
+    lines: list[str] = []
+    for section, keys in cfg.items():
+        lines.append(f"[{section}]")
+        for k, v in keys.items():
+            if v is None:
+                continue
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _parse_override(text: str) -> tuple[str, str, Any]:
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. --set train.epochs=5")
+    lhs, rhs = text.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    assert tomllib is not None
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()  # a bare word is a string
+    return section, key, value
+
+
+# ------------------------------------------------------------------------------------------------
+# Demo modes
+# ------------------------------------------------------------------------------------------------
+#: Sizes of ``ichprog demo`` (default), ``--quick`` and ``--full``, as configuration sections.
+DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "data": {"n_patients": 48, "phantom_shape": [32, 64, 64]},
+        "preprocess": {"shape": [32, 48, 48]},
+        "model": {"trunk": "densenet_tiny"},
+        "train": {"epochs": 2, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
+                  "precision": "fp32"},
+        "cv": {"folds": 3, "bootstrap": 200},
+        "tabular": {"folds": 5},
+        "ablation": {"max_configs": 2},
+        "saliency": {"n_patients": 2},
+    },
+    "default": {
+        "data": {"n_patients": 120, "phantom_shape": [32, 96, 96]},
+        "preprocess": {"shape": [32, 64, 64]},
+        "model": {"trunk": "densenet_tiny"},
+        "train": {"epochs": 8, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
+                  "precision": "fp32"},
+        "cv": {"folds": 5, "bootstrap": 1000},
+        "tabular": {"folds": 10},
+        "ablation": {"max_configs": 0},
+        "saliency": {"n_patients": 4},
+    },
+    "full": {
+        "data": {"n_patients": 261, "phantom_shape": [40, 301, 301]},
+        "preprocess": {"shape": [40, 301, 301]},
+        "model": {"trunk": "densenet121"},
+        "train": {"epochs": 100, "patience": 20, "batch_size": 8, "accumulation_steps": 3,
+                  "precision": "auto"},
+        "cv": {"folds": 10, "bootstrap": 1000},
+        "tabular": {"folds": 10},
+        "ablation": {"max_configs": 0},
+        "saliency": {"n_patients": 27},
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Run folder: manifest, stage markers, reuse
+# ------------------------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    out = {"ichprog": __version__, "python": platform.python_version()}
+    for name in ("numpy", "pandas", "scikit-learn", "torch", "monai", "shap", "xgboost"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            out[name] = version(name)
+    return out
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Run:
+    """The output folder of a command: manifest (``run.json``), stage markers and messages."""
+
+    def __init__(self, out: Path, cfg: dict[str, dict[str, Any]], command: str,
+                 quiet: bool = False):
+        self.out = out
+        self.cfg = cfg
+        self.quiet = quiet
+        out.mkdir(parents=True, exist_ok=True)
+        mpath = out / "run.json"
+        self.manifest: dict[str, Any] = {}
+        if mpath.is_file():
+            with contextlib.suppress(json.JSONDecodeError, OSError):
+                self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        self.manifest.update({"command": command, "versions": _versions(),
+                              "title": f"ichprog report: {cfg['run']['name']}"})
+        self.manifest.setdefault("timings", {})
+        self.manifest["reused"] = []
+        self.manifest.setdefault("labels", {})
+        (out / "config.toml").write_text(dump_config(cfg), encoding="utf-8")
+        self.save()
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def save(self) -> None:
+        tmp = self.out / "run.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.out / "run.json")
+
+    def done(self, stage: str, key: Any) -> bool:
+        marker = self.out / stage / ".done.json"
+        if not marker.is_file():
+            return False
+        try:
+            return json.loads(marker.read_text(encoding="utf-8")).get("key") == _hash(key)
+        except (json.JSONDecodeError, OSError):
+            return False
+
+    def mark_done(self, stage: str, key: Any) -> None:
+        (self.out / stage).mkdir(parents=True, exist_ok=True)
+        (self.out / stage / ".done.json").write_text(json.dumps({"key": _hash(key)}),
+                                                     encoding="utf-8")
+
+    @contextlib.contextmanager
+    def stage(self, name: str, key: Any) -> Iterator[bool]:
+        """Yield ``True`` when the stage must run; ``False`` when it is reused."""
+        if self.done(name, key):
+            self.say(f"[{name}] reusing the finished results in {self.out / name}")
+            self.manifest["reused"].append(name)
+            self.save()
+            yield False
+            return
+        self.say(f"[{name}] running ...")
+        t0 = time.perf_counter()
+        yield True
+        dt = time.perf_counter() - t0
+        self.manifest["timings"][name] = round(dt, 2)
+        self.mark_done(name, key)
+        self.save()
+        self.say(f"[{name}] done in {dt:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------------
+# Stages
+# ------------------------------------------------------------------------------------------------
+def _stage_key(cfg: Mapping[str, Any], *sections: str) -> dict[str, Any]:
+    return {s: cfg[s] for s in sections} | {"seed": cfg["run"]["seed"], "version": __version__}
+
+
+def _load_cohort(run: _Run) -> Any:
+    """The cohort of the configuration: the phantom (generated once under ``out/phantom``) or
+    the user's table and scans."""
+    cfg = run.cfg
+    data = cfg["data"]
+    if data["source"] == "table":
+        from ichprog.data import load_cohort
+
+        if not data["table"]:
+            raise ConfigError("[data] source = 'table' needs [data] table = 'path/to/table.csv'")
+        table = Path(data["table"])
+        if not table.is_file():
+            raise ConfigError(f"[data] table: file {table} does not exist")
+        cohort = load_cohort(table, image_dir=data["image_dir"] or None,
+                             mask_dir=data["mask_dir"] or None)
+        run.manifest["phantom"] = False
+    else:
+        from ichprog.data import make_phantom_cohort
+
+        pdir = run.out / "phantom"
+        key = _stage_key(cfg, "data")
+        with run.stage("phantom", key) as todo:
+            if todo:
+                make_phantom_cohort(n=data["n_patients"], seed=cfg["run"]["seed"], out_dir=pdir,
+                                    shape=tuple(data["phantom_shape"]))
+        from ichprog.data import load_cohort
+
+        cohort = load_cohort(pdir / "clinical.csv", image_dir=pdir,
+                             mask_dir=pdir / "masks" if (pdir / "masks").is_dir() else None)
+        run.manifest["phantom"] = True
+    _describe_cohort(run, cohort)
+    return cohort
+
+
+def _describe_cohort(run: _Run, cohort: Any) -> None:
+    from ichprog.data.schema import GCS_COLUMN
+
+    labels = [int(v) for v in cohort.labels]
+    gcs = cohort.table[GCS_COLUMN].astype(int).value_counts().sort_index()
+    run.manifest["cohort"] = {
+        "source": "phantom cohort (synthetic)" if run.manifest.get("phantom") else "clinical table",
+        "patients": len(cohort),
+        "good prognosis (0)": labels.count(0),
+        "poor prognosis (1)": labels.count(1),
+        "gcs_counts": {str(k): int(v) for k, v in gcs.items()},
+    }
+    run.save()
+
+
+def _not_available(what: str, exc: Exception) -> RuntimeError:
+    return RuntimeError(f"{what} is not available in this installation of ichprog ({exc})")
+
+
+def _stage_tabular(run: _Run, cohort: Any) -> None:
+    cfg = run.cfg
+    key = _stage_key(cfg, "data", "tabular")
+    with run.stage("tabular", key) as todo:
+        if not todo:
+            return
+        try:
+            from ichprog import tabular
+        except ImportError as exc:  # pragma: no cover
+            raise _not_available("the tabular stage", exc) from exc
+        out = run.out / "tabular"
+        out.mkdir(parents=True, exist_ok=True)
+        _run_tabular(tabular, cohort, cfg, out, run)
+
+
+def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, run: _Run) -> None:
+    raise NotImplementedError  # wired below once ichprog.tabular.cv lands
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument parsing
+# ------------------------------------------------------------------------------------------------
+_EPILOG_EXIT = textwrap.dedent("""\
+    exit codes: 0 success, 2 usage or configuration error, 1 runtime failure, 130 interrupted.
+    """)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+    p.add_argument("--out", "-o", type=Path, required=out_required, metavar="DIR",
+                   help="output folder (created if missing; finished stages in it are reused)")
+    p.add_argument("--config", "-c", type=Path, metavar="FILE",
+                   help="TOML configuration file (see configs/ and docs/cli.md)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="override one configuration value, e.g. --set train.epochs=5 "
+                        "(repeatable; applied after --config)")
+    p.add_argument("--seed", type=int, metavar="N", help="master seed (run.seed)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (default: the phantom cohort)")
+    g.add_argument("--table", type=Path, metavar="CSV",
+                   help="clinical table of your cohort (sets data.source = 'table')")
+    g.add_argument("--image-dir", type=Path, metavar="DIR", help="folder of the scans")
+    g.add_argument("--mask-dir", type=Path, metavar="DIR", help="folder of lesion masks")
+    g.add_argument("--n-patients", type=int, metavar="N", help="phantom cohort size")
+    g.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"),
+                   help="network input size after pre-processing (preprocess.shape)")
+
+
+def _add_model(p: argparse.ArgumentParser, preset: bool = True) -> None:
+    g = p.add_argument_group("model and training")
+    if preset:
+        g.add_argument("--preset", metavar="NAME", help="model preset: " + ", ".join(_PRESET_CHOICES))
+    g.add_argument("--trunk", metavar="NAME", help="trunk: densenet121, densenet_tiny, perez2023")
+    g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.epochs)")
+    g.add_argument("--folds", type=int, metavar="K", help="cross-validation folds (cv.folds)")
+    g.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or mps (run.device)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ichprog`` with every subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(
+        prog="ichprog",
+        formatter_class=_Formatter,
+        description="Prognosis after intracranial hemorrhage from head CT: multi-task 3D models, "
+                    "tabular baselines, saliency maps and reports.",
+        epilog=textwrap.dedent("""\
+            examples:
+              ichprog demo --out demo-out              # the whole protocol on the phantom (CPU, <15 min)
+              ichprog demo --quick --out demo-quick    # the same, smaller (about 2 min)
+              ichprog phantom --out runs/p --n-patients 60
+              ichprog cv --preset mt_ord_gcs_bin_age --out runs/cv --folds 5 --epochs 10
+              ichprog cv --config configs/paper.toml --out runs/paper
+              ichprog report runs/cv
+
+            """) + _EPILOG_EXIT,
+    )
+    parser.add_argument("--version", action="version", version=f"ichprog {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, examples: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=_Formatter,
+                           epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples), "  ")
+                           + "\n" + _EPILOG_EXIT)
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        return p
+
+    p = add("demo", "Run the whole protocol on the phantom cohort and write DIR/report.html.", """\
+        ichprog demo --out demo-out            # default: CPU, at most 15 minutes
+        ichprog demo --quick --out demo-quick  # about 2 minutes
+        ichprog demo --full --out demo-full    # the paper's sizes (needs a GPU)
+        """)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes on a CPU")
+    mode.add_argument("--full", action="store_true",
+                      help="the paper's protocol: 261 patients, 40x301x301, DenseNet121, 10 folds, "
+                           "100 epochs (GPU work)")
+    _add_common(p)
+    _add_data(p)
+    _add_model(p, preset=False)
+
+    p = add("phantom", "Generate a phantom cohort (synthetic scans, masks and clinical table).",
+            """\
+        ichprog phantom --out phantom-60 --n-patients 60
+        ichprog phantom --out phantom --set data.phantom_shape=[40,128,128]
+        """)
+    _add_common(p)
+    p.add_argument("--n-patients", type=int, metavar="N", help="cohort size (data.n_patients)")
+
+    p = add("tabular", "Cross-validate the tabular baselines (Table 1) with SHAP importances.",
+            """\
+        ichprog tabular --out runs/tab
+        ichprog tabular --out runs/tab --table CLINICAL_DATA_ICH.csv --folds 10
+        """)
+    _add_common(p)
+    _add_data(p)
+    p.add_argument("--folds", type=int, metavar="K", help="folds (tabular.folds)")
+
+    p = add("train", "Train one model on the whole cohort (10 %% held out for early stopping).",
+            """\
+        ichprog train --preset mt_ord_gcs_bin_age --out runs/model --epochs 20
+        ichprog train --config configs/cpu-small.toml --out runs/model
+        """)
+    _add_common(p)
+    _add_data(p)
+    _add_model(p)
+
+    p = add("cv", "Cross-validate one or more presets (Tables 2-4).", """\
+        ichprog cv --preset mt_ord_gcs_bin_age --out runs/cv --folds 5 --epochs 10
+        ichprog cv --preset baseline_densenet --preset mt_bin_gcs_bin_age --out runs/cv
+        ichprog cv --config configs/paper.toml --out runs/paper
+        """)
+    _add_common(p)
+    _add_data(p)
+    _add_model(p, preset=False)
+    p.add_argument("--preset", action="append", metavar="NAME",
+                   help="preset to cross-validate (repeatable; default cv.models)")
+
+    p = add("ablation", "Ablate the loss terms of a multi-task preset (Fig. 2).", """\
+        ichprog ablation --out runs/abl --preset mt_ord_gcs_bin_age --folds 5
+        """)
+    _add_common(p)
+    _add_data(p)
+    _add_model(p)
+
+    p = add("predict", "Predict every task of a trained model on new scans.", """\
+        ichprog predict --model runs/model/model scan1.nii.gz scan2.nii.gz --out preds.csv
+        """)
+    p.add_argument("--model", type=Path, required=True, metavar="DIR",
+                   help="a saved model folder (written by 'ichprog train')")
+    p.add_argument("scans", nargs="+", type=Path, metavar="SCAN", help="NIfTI files")
+    p.add_argument("--out", "-o", type=Path, metavar="CSV",
+                   help="write the predictions to this CSV (default: print them)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+
+    p = add("saliency", "Saliency maps and lesion scores of cross-validated models.", """\
+        ichprog saliency --out runs/cv               # explains the models of 'ichprog cv'
+        ichprog saliency --out runs/cv --set saliency.n_patients=8
+        """)
+    _add_common(p)
+
+    p = add("report", "Build DIR/report.html and DIR/report.md from a run folder.", """\
+        ichprog report demo-out
+        ichprog report runs/cv --out reports/cv
+        """)
+    p.add_argument("run_dir", type=Path, metavar="DIR", help="a run folder")
+    p.add_argument("--out", "-o", type=Path, metavar="DIR", help="write the report here instead")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace,
+                      base: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    cfg = load_config(getattr(args, "config", None), base=base)
+    over: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        over.setdefault(section, {})[key] = value
+
+    for text in getattr(args, "overrides", []) or []:
+        s, k, v = _parse_override(text)
+        put(s, k, v)
+    flag_map = {
+        "seed": ("run", "seed"), "device": ("run", "device"), "n_patients": ("data", "n_patients"),
+        "trunk": ("model", "trunk"), "epochs": ("train", "epochs"),
+    }
+    for attr, (s, k) in flag_map.items():
+        v = getattr(args, attr, None)
+        if v is not None:
+            put(s, k, v)
+    if getattr(args, "shape", None) is not None:
+        put("preprocess", "shape", list(args.shape))
+    if getattr(args, "table", None) is not None:
+        put("data", "source", "table")
+        put("data", "table", str(args.table))
+    for attr in ("image_dir", "mask_dir"):
+        if getattr(args, attr, None) is not None:
+            put("data", attr, str(getattr(args, attr)))
+    if getattr(args, "folds", None) is not None:
+        put("tabular" if args.command == "tabular" else "cv", "folds", args.folds)
+    preset = getattr(args, "preset", None)
+    if isinstance(preset, str):
+        put("ablation" if args.command == "ablation" else "model", "preset", preset)
+    elif isinstance(preset, list):
+        put("cv", "models", preset)
+    if getattr(args, "no_progress", False):
+        put("run", "progress", False)
+    if over:
+        cfg = validate_config(over, source="command line", base=cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------
+_Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ichprog.report import build_report
+
+    if not args.run_dir.is_dir():
+        raise ConfigError(f"run folder {args.run_dir} does not exist")
+    paths = build_report(args.run_dir, out_dir=args.out)
+    if not args.quiet:
+        print(f"wrote {paths['html']} and {paths['markdown']}")
+    return EXIT_OK
+
+
+_HANDLERS: dict[str, _Handler] = {"report": _cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ichprog`` console script.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 2 usage or configuration error, 1 runtime failure, 130
+        interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return _HANDLERS[args.command](args)
+    except ConfigError as exc:
+        if debug:
+            raise
+        print(f"ichprog {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"ichprog {args.command}: interrupted; finished stages are kept and will be "
+              "reused", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,
+            RuntimeError, TypeError, OSError) as exc:
+        if debug:
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"ichprog {args.command}: error: {msg}", file=sys.stderr)
+        print("(run again with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
