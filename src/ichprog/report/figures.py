@@ -49,23 +49,15 @@ def _check_tidy(tidy: pd.DataFrame) -> None:
         )
 
 
-def _fmt_mean_sd(values: pd.Series, decimals: int) -> str:
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    if len(v) == 0:
-        return "n/a"
-    if len(v) == 1:
-        return f"{v.iloc[0]:.{decimals}f}"
-    return f"{v.mean():.{decimals}f} ± {v.std(ddof=1):.{decimals}f}"
-
-
 def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = None,
                   metrics: Sequence[str] | None = None, decimals: int = 2,
                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """A paper-style table of one task: rows are metrics, columns models, cells ``mean ± SD``.
 
-    The SD is the sample standard deviation over folds (``ddof=1``), as in the paper's tables.
-    NaN values (a metric undefined on a fold, e.g. NPV with no negative prediction) are left out
-    of that cell's mean and SD; a cell with no value at all reads ``n/a``.
+    Mean and SD (sample SD over folds, ``ddof=1``, as in the paper) come from
+    :func:`ichprog.metrics.summary_stats`. A metric undefined on some folds (e.g. NPV of a fold
+    without a negative prediction) is averaged over the folds where it is defined and its cell
+    says so: ``"0.61 ± 0.12 (4/5)"``. A cell without any value reads ``n/a``.
 
     Parameters
     ----------
@@ -87,7 +79,18 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
     -------
     pandas.DataFrame
         Strings, index named ``"metric"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from ichprog.report import summary_table
+    >>> tidy = pd.DataFrame({"model": "LR", "fold": [0, 1], "task": "prognosis",
+    ...                      "metric": "auc", "value": [0.8, 0.7]})
+    >>> summary_table(tidy, "prognosis").loc["AUC", "LR"]
+    '0.75 ± 0.07'
     """
+    from ichprog.metrics import summary_stats
+
     _check_tidy(tidy)
     sub = tidy[tidy["task"] == task]
     if sub.empty:
@@ -96,11 +99,24 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
     models = list(models) if models is not None else list(dict.fromkeys(sub["model"]))
     metrics = list(metrics) if metrics is not None else list(dict.fromkeys(sub["metric"]))
     labels = dict(labels or {})
+    stats = {(r["model"], r["metric"]): r for r in summary_stats(sub, skipna=True).to_dict("records")}
+    folds = sub.groupby(["model", "metric"])["fold"].nunique().to_dict()
     data: dict[str, list[str]] = {}
     for m in models:
-        rows = sub[sub["model"] == m]
-        data[labels.get(m, m)] = [_fmt_mean_sd(rows.loc[rows["metric"] == k, "value"], decimals)
-                                  for k in metrics]
+        cells = []
+        for k in metrics:
+            r = stats.get((m, k))
+            if r is None or int(r["n"]) == 0:
+                cells.append("n/a")
+                continue
+            n, total = int(r["n"]), int(folds[(m, k)])
+            text = f"{float(r['mean']):.{decimals}f}"
+            if n > 1:
+                text += f" ± {float(r['sd']):.{decimals}f}"
+            if n < total:
+                text += f" ({n}/{total})"
+            cells.append(text)
+        data[labels.get(m, m)] = cells
     df = pd.DataFrame(data, index=[METRIC_LABELS.get(k, k) for k in metrics])
     df.index.name = "metric"
     return df
