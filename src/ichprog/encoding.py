@@ -8,8 +8,9 @@ Plain numpy functions (importable without torch) and scikit-learn transformers t
 * Ordinal classes as cumulative binary targets: with 3 classes
   0 -> [0, 0], 1 -> [1, 0], 2 -> [1, 1]; decoded back with one of three rules.
 
-Every function validates its input and raises :class:`ValueError` naming the offending value
-and its position; nothing is clipped or dropped.
+Every function accepts a scalar, a list, a numpy array or a pandas Series, returns integer
+arrays of the same shape, validates its input and raises :class:`ValueError` naming the
+offending value and its position (and the Series index label); nothing is clipped or dropped.
 """
 
 from __future__ import annotations
@@ -30,149 +31,317 @@ __all__ = [
     "cumulative_encode",
     "cumulative_decode",
     "non_monotone_fraction",
+    "validate_gcs",
+    "validate_age",
     "GCSBinaryEncoder",
     "GCSOrdinalEncoder",
     "AgeBinaryEncoder",
     "CumulativeEncoder",
 ]
 
+#: Lowest and highest possible Glasgow Coma Scale score.
 GCS_MIN = 3
 GCS_MAX = 15
+#: Rules of :func:`cumulative_decode`.
 DECODE_RULES = ("count", "first_below", "cumprod")
 DecodeRule = Literal["count", "first_below", "cumprod"]
 
 
-def _describe_position(index: tuple[int, ...] | int) -> str:
+# -- helpers ------------------------------------------------------------------------------------
+def _describe_position(index: tuple[int, ...] | int, values: Any = None) -> str:
+    """``"position 3"`` (1-D), ``"position (0, 1)"`` (n-D) or ``"position () of the scalar
+    input"``; with a pandas Series the index label is added, e.g.
+    ``"position 3 (index 'P012')"``."""
     if isinstance(index, tuple) and len(index) == 1:
         index = index[0]
-    return f"position {index}"
+    if isinstance(index, tuple) and len(index) == 0:
+        return "position () of the scalar input"
+    text = f"position {index}"
+    labels = getattr(values, "index", None)
+    if isinstance(index, int) and labels is not None and getattr(values, "ndim", 0) == 1:
+        try:
+            text += f" (index {labels[index]!r})"
+        except (IndexError, TypeError):  # pragma: no cover - exotic index types
+            pass
+    return text
+
+
+def _fmt(value: Any) -> str:
+    """A number as users typed it: ``8.5``, ``nan``, ``20`` (not ``np.float64(20.0)``)."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _as_float_array(values: Any, name: str) -> np.ndarray:
-    """Convert scalars, lists, numpy arrays and pandas Series to a float array."""
-    if hasattr(values, "to_numpy"):
-        values = values.to_numpy()
+    """Convert scalars, lists, numpy arrays and pandas Series to a float array.
+
+    Raises ``ValueError`` naming the first element that is not a number.
+    """
+    raw = values.to_numpy() if hasattr(values, "to_numpy") else values
     try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected numbers, got {values!r}") from exc
-    return arr
+        return np.asarray(raw, dtype=float)
+    except (TypeError, ValueError):
+        pass
+    obj = np.asarray(raw, dtype=object)
+    for pos in np.ndindex(obj.shape):
+        try:
+            float(obj[pos])
+        except (TypeError, ValueError):
+            where = _describe_position(tuple(int(i) for i in pos), values)
+            raise ValueError(f"{name}: expected numbers, got {obj[pos]!r} at {where}") from None
+    raise ValueError(f"{name}: expected numbers, got {values!r}")  # pragma: no cover
 
 
 def _first_bad(mask: np.ndarray) -> tuple[int, ...] | int:
+    """Index of the first ``True`` in ``mask``: an int for 1-D, a tuple otherwise (``()`` for a
+    0-d mask); usable to index the array the mask was computed from."""
+    mask = np.asarray(mask)
+    if mask.ndim == 0:
+        return ()
     idx = np.argwhere(mask)[0]
-    return tuple(int(i) for i in idx) if idx.size else 0
+    if mask.ndim == 1:
+        return int(idx[0])
+    return tuple(int(i) for i in idx)
+
+
+def _int_output(arr: np.ndarray) -> np.ndarray:
+    return np.asarray(arr, dtype=np.int64)
 
 
 def validate_gcs(gcs: Any) -> np.ndarray:
-    """Return GCS values as an integer array, or raise ``ValueError`` for any value outside 3-15,
-    non-integer or missing."""
+    """Check Glasgow Coma Scale scores and return them as integers.
+
+    Parameters
+    ----------
+    gcs : scalar, list, ndarray or pandas Series
+        GCS scores, integers from 3 to 15 (``12.0`` is accepted as 12).
+
+    Returns
+    -------
+    ndarray of int64
+        Same shape as the input.
+
+    Raises
+    ------
+    ValueError
+        For a missing (NaN), infinite, non-integer or out-of-range score, naming the value and
+        its position.
+    """
     arr = _as_float_array(gcs, "GCS")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        pos = _first_bad(bad)
-        raise ValueError(
-            f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; got {arr[pos]!r} at "
-            f"{_describe_position(pos)}"
-        )
-    bad = arr != np.round(arr)
-    if bad.any():
-        pos = _first_bad(bad)
-        raise ValueError(
-            f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; got non-integer {arr[pos]!r} "
-            f"at {_describe_position(pos)}"
-        )
-    bad = (arr < GCS_MIN) | (arr > GCS_MAX)
-    if bad.any():
-        pos = _first_bad(bad)
-        raise ValueError(
-            f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; got {arr[pos]:g} at "
-            f"{_describe_position(pos)}"
-        )
+    checks = (
+        (~np.isfinite(arr), "got"),
+        (arr != np.round(arr), "got non-integer"),
+        ((arr < GCS_MIN) | (arr > GCS_MAX), "got"),
+    )
+    for bad, what in checks:
+        if bad.any():
+            pos = _first_bad(bad)
+            raise ValueError(
+                f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; {what} {_fmt(arr[pos])} "
+                f"at {_describe_position(pos, gcs)}"
+            )
     return arr.astype(np.int64)
 
 
 def validate_age(age: Any) -> np.ndarray:
-    """Return ages as a float array, or raise ``ValueError`` for NaN, infinite or negative ages."""
+    """Check ages in years and return them as floats.
+
+    Parameters
+    ----------
+    age : scalar, list, ndarray or pandas Series
+        Ages in years, finite and non-negative.
+
+    Returns
+    -------
+    ndarray of float64
+        Same shape as the input.
+
+    Raises
+    ------
+    ValueError
+        For a missing (NaN), infinite or negative age, naming the value and its position.
+    """
     arr = _as_float_array(age, "Age")
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
         pos = _first_bad(bad)
         raise ValueError(
-            f"Age must be a finite, non-negative number of years; got {arr[pos]!r} at "
-            f"{_describe_position(pos)}"
+            f"Age must be a finite, non-negative number of years; got {_fmt(arr[pos])} at "
+            f"{_describe_position(pos, age)}"
         )
     return arr
 
 
-def gcs_binary(gcs: Any, threshold: int = 8) -> np.ndarray:
-    """Binary GCS: 1 (severe) where ``GCS <= threshold`` (default 8), else 0.
+def _check_finite_param(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
 
+
+# -- GCS and age --------------------------------------------------------------------------------
+def gcs_binary(gcs: Any, threshold: int = 8) -> np.ndarray:
+    """Binary GCS: 1 (severe) where ``GCS <= threshold``, else 0.
+
+    Parameters
+    ----------
+    gcs : scalar, list, ndarray or pandas Series
+        GCS scores, integers from 3 to 15.
+    threshold : int, default=8
+        Highest score counted as severe (the paper's cut-off is 8).
+
+    Returns
+    -------
+    ndarray of int64
+        0 or 1, same shape as the input.
+
+    Raises
+    ------
+    ValueError
+        For a score outside 3-15, non-integer or missing (see :func:`validate_gcs`).
+
+    Examples
+    --------
     >>> gcs_binary([3, 8, 9, 15]).tolist()
     [1, 1, 0, 0]
     """
+    t = _check_finite_param(threshold, "threshold")
     arr = validate_gcs(gcs)
-    return (arr <= threshold).astype(np.int64)
+    return _int_output(arr <= t)
 
 
 def gcs_ordinal(gcs: Any, cutoffs: Sequence[int] = (8, 12)) -> np.ndarray:
     """Ordinal GCS severity: the number of cut-offs at or above the score.
 
-    With the default cut-offs (8, 12): 13-15 -> 0 (mild), 9-12 -> 1 (moderate), 3-8 -> 2 (severe).
+    Parameters
+    ----------
+    gcs : scalar, list, ndarray or pandas Series
+        GCS scores, integers from 3 to 15.
+    cutoffs : sequence of int, default=(8, 12)
+        Upper ends of the classes; with the default, 13-15 -> 0 (mild), 9-12 -> 1 (moderate),
+        3-8 -> 2 (severe). The order given does not matter; they must be distinct.
 
+    Returns
+    -------
+    ndarray of int64
+        Classes ``0 .. len(cutoffs)``, same shape as the input.
+
+    Examples
+    --------
     >>> gcs_ordinal([3, 9, 15]).tolist()
     [2, 1, 0]
     """
-    cut = np.asarray(sorted(cutoffs), dtype=float)
-    if cut.ndim != 1 or cut.size == 0:
-        raise ValueError(f"cutoffs must be a non-empty sequence of integers, got {cutoffs!r}")
+    try:
+        cut = np.asarray(sorted(float(c) for c in cutoffs), dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"cutoffs must be a non-empty sequence of numbers, got {cutoffs!r}") from None
+    if cut.size == 0 or not np.all(np.isfinite(cut)):
+        raise ValueError(f"cutoffs must be a non-empty sequence of finite numbers, got {cutoffs!r}")
+    if np.unique(cut).size != cut.size:
+        raise ValueError(f"cutoffs must be distinct, got {cutoffs!r}")
     arr = validate_gcs(gcs)
-    return (arr[..., None] <= cut).sum(axis=-1).astype(np.int64)
+    return _int_output((arr[..., None] <= cut).sum(axis=-1))
 
 
 def age_binary(age: Any, threshold: float = 80) -> np.ndarray:
-    """Binary age: 1 where ``age >= threshold`` (default 80 years), else 0.
+    """Binary age: 1 where ``age >= threshold``, else 0.
 
+    Parameters
+    ----------
+    age : scalar, list, ndarray or pandas Series
+        Ages in years, finite and non-negative.
+    threshold : float, default=80
+        Youngest age in class 1 (the paper's cut-off is 80 years).
+
+    Returns
+    -------
+    ndarray of int64
+        0 or 1, same shape as the input.
+
+    Examples
+    --------
     >>> age_binary([79.9, 80, 91]).tolist()
     [0, 1, 1]
     """
+    t = _check_finite_param(threshold, "threshold")
     arr = validate_age(age)
-    return (arr >= threshold).astype(np.int64)
+    return _int_output(arr >= t)
+
+
+# -- cumulative (ordinal) targets -----------------------------------------------------------------
+def _check_n_classes(n_classes: Any) -> int:
+    try:
+        ok = int(n_classes) == n_classes and n_classes >= 2
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(n_classes, bool):
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    return int(n_classes)
 
 
 def cumulative_encode(classes: Any, n_classes: int) -> np.ndarray:
-    """Encode ordinal classes ``0..n_classes-1`` as ``n_classes - 1`` cumulative binary targets.
+    """Encode ordinal classes as ``n_classes - 1`` cumulative binary targets.
 
-    Output ``j`` is 1 when the class is above ``j``.
+    Output ``j`` is 1 when the class is above ``j``: with 3 classes 0 -> [0, 0], 1 -> [1, 0],
+    2 -> [1, 1].
 
+    Parameters
+    ----------
+    classes : scalar, list, ndarray or pandas Series
+        Integer classes from 0 to ``n_classes - 1``.
+    n_classes : int
+        Number of classes, at least 2.
+
+    Returns
+    -------
+    ndarray of int64, shape ``classes.shape + (n_classes - 1,)``
+
+    Examples
+    --------
     >>> cumulative_encode([0, 1, 2], 3).tolist()
     [[0, 0], [1, 0], [1, 1]]
     """
-    if int(n_classes) != n_classes or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    k = _check_n_classes(n_classes)
     arr = _as_float_array(classes, "classes")
-    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr > n_classes - 1)
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr > k - 1)
     if bad.any():
         pos = _first_bad(bad)
         raise ValueError(
-            f"classes must be integers from 0 to {n_classes - 1}; got {arr[pos]!r} at "
-            f"{_describe_position(pos)}"
+            f"classes must be integers from 0 to {k - 1}; got {_fmt(arr[pos])} at "
+            f"{_describe_position(pos, classes)}"
         )
-    k = arr.astype(np.int64)
-    return (k[..., None] > np.arange(n_classes - 1)).astype(np.int64)
+    cls = arr.astype(np.int64)
+    return _int_output(cls[..., None] > np.arange(k - 1))
 
 
 def _validate_probs(probs: Any) -> np.ndarray:
     arr = _as_float_array(probs, "probabilities")
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"probabilities must be an (n_samples, n_outputs) array, got shape {arr.shape}")
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(
+            f"probabilities must be an (n_samples, n_outputs) array with n_outputs >= 1, "
+            f"got shape {arr.shape}"
+        )
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
-        pos = _first_bad(bad)
-        raise ValueError(f"probabilities must lie in [0, 1]; got {arr[pos]!r} at position {pos}")
+        r, c = _first_bad(bad)  # type: ignore[misc]
+        raise ValueError(
+            f"probabilities must lie in [0, 1]; got {_fmt(arr[r, c])} at row {r}, output {c}"
+        )
     return arr
+
+
+def _check_threshold(threshold: Any) -> float:
+    t = _check_finite_param(threshold, "threshold")
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    return t
 
 
 def cumulative_decode(
@@ -180,52 +349,107 @@ def cumulative_decode(
 ) -> np.ndarray:
     """Decode cumulative probabilities ``(n_samples, n_classes - 1)`` to ordinal classes.
 
-    Rules:
+    Parameters
+    ----------
+    probs : array-like of shape (n_samples, n_classes - 1)
+        ``probs[i, j]`` estimates ``P(y_i > j)``. A 1-D array is one output per sample.
+    rule : {"count", "first_below", "cumprod"}, default="count"
+        * ``"count"``: the number of outputs above ``threshold`` (the paper's rule; a
+          non-monotone output such as ``[0.2, 0.9]`` decodes to 1).
+        * ``"first_below"``: the index of the first output at or below ``threshold``
+          (``[0.2, 0.9]`` decodes to 0).
+        * ``"cumprod"``: the number of running products ``prod_{i <= j} p_i`` above
+          ``threshold`` (each output read as conditional on the previous ones).
+    threshold : float, default=0.5
+        Decision threshold in ``[0, 1]``.
 
-    * ``"count"``: the number of outputs above ``threshold`` (the paper's rule; a non-monotone
-      output such as ``[0.2, 0.9]`` decodes to 1).
-    * ``"first_below"``: the index of the first output at or below ``threshold`` (monotone by
-      construction: ``[0.2, 0.9]`` decodes to 0).
-    * ``"cumprod"``: the number of running products of the outputs above ``threshold``
-      (``P(y > j)`` taken as ``prod_{i <= j} p_i``).
+    Returns
+    -------
+    ndarray of int64, shape (n_samples,)
+        Classes ``0 .. n_classes - 1``. The three rules agree on monotone outputs (see
+        :func:`non_monotone_fraction`) except ``"cumprod"``, which may decode lower.
 
+    Examples
+    --------
     >>> cumulative_decode([[0.9, 0.1], [0.2, 0.9]]).tolist()
     [1, 1]
     >>> cumulative_decode([[0.2, 0.9]], rule="first_below").tolist()
     [0]
     """
+    if rule not in DECODE_RULES:
+        raise ValueError(f"rule must be one of {DECODE_RULES}, got {rule!r}")
+    t = _check_threshold(threshold)
     p = _validate_probs(probs)
     if rule == "count":
-        out = (p > threshold).sum(axis=1)
+        out = (p > t).sum(axis=1)
     elif rule == "first_below":
-        above = p > threshold
+        above = p > t
         out = np.where(above.all(axis=1), p.shape[1], np.argmin(above, axis=1))
-    elif rule == "cumprod":
-        out = (np.cumprod(p, axis=1) > threshold).sum(axis=1)
     else:
-        raise ValueError(f"rule must be one of {DECODE_RULES}, got {rule!r}")
-    return np.asarray(out, dtype=np.int64)
+        out = (np.cumprod(p, axis=1) > t).sum(axis=1)
+    return _int_output(out)
 
 
 def non_monotone_fraction(probs: Any, threshold: float = 0.5) -> float:
     """Fraction of samples whose thresholded cumulative outputs are not of the form 1...10...0.
 
-    Such outputs are decoded differently by the three rules of :func:`cumulative_decode`.
+    Such outputs (e.g. ``[0.2, 0.9]``) are decoded differently by the rules of
+    :func:`cumulative_decode`; report this fraction next to ordinal results.
+
+    Parameters
+    ----------
+    probs : array-like of shape (n_samples, n_classes - 1)
+        Cumulative probabilities.
+    threshold : float, default=0.5
+        Decision threshold in ``[0, 1]``.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; NaN for zero samples.
+
+    Examples
+    --------
+    >>> non_monotone_fraction([[0.9, 0.1], [0.2, 0.9]])
+    0.5
     """
+    t = _check_threshold(threshold)
     p = _validate_probs(probs)
     if p.shape[0] == 0:
         return float("nan")
-    above = p > threshold
+    above = p > t
     bad = (np.diff(above.astype(np.int8), axis=1) > 0).any(axis=1)
     return float(bad.mean())
 
 
+# -- scikit-learn transformers ------------------------------------------------------------------
 class _ColumnEncoder(TransformerMixin, BaseEstimator):
-    """Shared behaviour: stateless, accepts a 1-D array, a column vector or a DataFrame column."""
+    """Shared behaviour: stateless, accepts a 1-D array, a 2-D array or a DataFrame; every
+    column is encoded on its own."""
+
+    _suffix = "encoded"
 
     def fit(self, X: Any, y: Any = None) -> _ColumnEncoder:
+        """Validate ``X`` and record the number (and names) of its columns.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples,) or (n_samples, n_features), or DataFrame
+            Raw values.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         arr = self._as_2d(X)
         self.n_features_in_ = arr.shape[1]
+        columns = getattr(X, "columns", None)
+        if columns is not None and all(isinstance(c, str) for c in columns):
+            self.feature_names_in_ = np.asarray(list(columns), dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._encode_all(arr, X)
         return self
 
     @staticmethod
@@ -233,26 +457,96 @@ class _ColumnEncoder(TransformerMixin, BaseEstimator):
         arr = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
         if arr.ndim == 1:
             arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"expected a 1-D or 2-D input, got shape {arr.shape}")
         return arr
 
+    def _column_name(self, X: Any, j: int) -> str:
+        columns = getattr(X, "columns", None)
+        if columns is not None:
+            return repr(columns[j])
+        if isinstance(getattr(X, "name", None), str):
+            return repr(X.name)
+        return str(j)
+
+    def _encode_all(self, arr: np.ndarray, X: Any) -> np.ndarray:
+        cols = []
+        for j in range(arr.shape[1]):
+            try:
+                cols.append(self._encode(arr[:, j]))
+            except ValueError as exc:
+                raise ValueError(f"column {self._column_name(X, j)}: {exc}") from exc
+        return np.column_stack(cols).astype(np.int64)
+
     def transform(self, X: Any) -> np.ndarray:
+        """Encode every column of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples,) or (n_samples, n_features), or DataFrame
+            Raw values.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_samples, n_features_out)
+        """
         arr = self._as_2d(X)
-        cols = [self._encode(arr[:, j]) for j in range(arr.shape[1])]
-        return np.column_stack(cols)
+        n_in = getattr(self, "n_features_in_", None)
+        if n_in is not None and arr.shape[1] != n_in:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {n_in} column(s), got {arr.shape[1]}"
+            )
+        return self._encode_all(arr, X)
 
     def _encode(self, column: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        n = getattr(self, "n_features_in_", 1)
-        names = list(input_features) if input_features is not None else [f"x{i}" for i in range(n)]
-        return np.asarray([f"{name}_{self._suffix}" for name in names], dtype=object)
+    def _output_suffixes(self) -> list[str]:
+        return [self._suffix]
 
-    _suffix = "encoded"
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, e.g. ``GCS_bin`` or ``GCS_gt0, GCS_gt1``.
+
+        Parameters
+        ----------
+        input_features : sequence of str, optional
+            Input column names; default the names seen in :meth:`fit`, else ``x0, x1, ...``.
+
+        Returns
+        -------
+        ndarray of str objects
+        """
+        n = getattr(self, "n_features_in_", 1)
+        if input_features is None:
+            names = list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(n)]))
+        else:
+            names = [str(f) for f in input_features]
+            if hasattr(self, "n_features_in_") and len(names) != n:
+                raise ValueError(f"input_features has {len(names)} names, expected {n}")
+        return np.asarray(
+            [f"{name}_{suffix}" for name in names for suffix in self._output_suffixes()],
+            dtype=object,
+        )
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
 
 
 class GCSBinaryEncoder(_ColumnEncoder):
-    """scikit-learn transformer for :func:`gcs_binary` (``GCS <= threshold`` -> 1)."""
+    """scikit-learn transformer for :func:`gcs_binary` (``GCS <= threshold`` -> 1).
+
+    Parameters
+    ----------
+    threshold : int, default=8
+        Highest score counted as severe.
+
+    Examples
+    --------
+    >>> GCSBinaryEncoder().fit_transform([[3], [15]]).ravel().tolist()
+    [1, 0]
+    """
 
     _suffix = "bin"
 
@@ -264,8 +558,21 @@ class GCSBinaryEncoder(_ColumnEncoder):
 
 
 class GCSOrdinalEncoder(_ColumnEncoder):
-    """scikit-learn transformer for :func:`gcs_ordinal`; ``cumulative=True`` returns the
-    cumulative binary targets instead of the class index."""
+    """scikit-learn transformer for :func:`gcs_ordinal`.
+
+    Parameters
+    ----------
+    cutoffs : sequence of int, default=(8, 12)
+        See :func:`gcs_ordinal`.
+    cumulative : bool, default=False
+        Return the cumulative binary targets (:func:`cumulative_encode`, ``len(cutoffs)``
+        columns per input column) instead of the class index.
+
+    Examples
+    --------
+    >>> GCSOrdinalEncoder(cumulative=True).fit_transform([[3], [10], [15]]).tolist()
+    [[1, 1], [1, 0], [0, 0]]
+    """
 
     _suffix = "ord"
 
@@ -279,16 +586,25 @@ class GCSOrdinalEncoder(_ColumnEncoder):
             return cumulative_encode(classes, len(tuple(self.cutoffs)) + 1)
         return classes
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = super().get_feature_names_out(input_features)
+    def _output_suffixes(self) -> list[str]:
         if not self.cumulative:
-            return names
-        k = len(tuple(self.cutoffs))
-        return np.asarray([f"{n}_gt{j}" for n in names for j in range(k)], dtype=object)
+            return [self._suffix]
+        return [f"gt{j}" for j in range(len(tuple(self.cutoffs)))]
 
 
 class AgeBinaryEncoder(_ColumnEncoder):
-    """scikit-learn transformer for :func:`age_binary` (``age >= threshold`` -> 1)."""
+    """scikit-learn transformer for :func:`age_binary` (``age >= threshold`` -> 1).
+
+    Parameters
+    ----------
+    threshold : float, default=80
+        Youngest age in class 1.
+
+    Examples
+    --------
+    >>> AgeBinaryEncoder().fit_transform([[79], [80]]).ravel().tolist()
+    [0, 1]
+    """
 
     _suffix = "bin"
 
@@ -300,7 +616,18 @@ class AgeBinaryEncoder(_ColumnEncoder):
 
 
 class CumulativeEncoder(_ColumnEncoder):
-    """scikit-learn transformer for :func:`cumulative_encode` on integer class columns."""
+    """scikit-learn transformer for :func:`cumulative_encode` on integer class columns.
+
+    Parameters
+    ----------
+    n_classes : int, default=3
+        Number of classes; each input column gives ``n_classes - 1`` output columns.
+
+    Examples
+    --------
+    >>> CumulativeEncoder(3).fit_transform([[0], [2]]).tolist()
+    [[0, 0], [1, 1]]
+    """
 
     _suffix = "cum"
 
@@ -309,3 +636,6 @@ class CumulativeEncoder(_ColumnEncoder):
 
     def _encode(self, column: np.ndarray) -> np.ndarray:
         return cumulative_encode(column, self.n_classes)
+
+    def _output_suffixes(self) -> list[str]:
+        return [f"gt{j}" for j in range(_check_n_classes(self.n_classes) - 1)]
