@@ -102,7 +102,7 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
         array, _ = load_volume(path)
         return (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
     img = _load_image(path)
-    shape = _spatial_shape(tuple(img.shape), path)
+    shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
     _check_size(img, path)
     return shape
 
@@ -125,8 +125,8 @@ def load_volume(
     Returns
     -------
     array : numpy.ndarray
-        The voxels, 3D, in the file's voxel order (no reorientation). A 4D file holding a single
-        volume (shape ``(X, Y, Z, 1)``) is squeezed to 3D.
+        The voxels, 3D, in the file's voxel order (no reorientation), in native byte order. A 4D
+        file holding a single volume (shape ``(X, Y, Z, 1)``) is squeezed to 3D.
     affine : numpy.ndarray
         ``(4, 4)`` float64 voxel-to-world matrix.
 
@@ -150,13 +150,15 @@ def load_volume(
     """
     path = Path(path)
     img = _load_image(path)
-    shape = _spatial_shape(tuple(img.shape), path)
+    shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
     _check_size(img, path)
     try:
         array = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise ValueError(f"{path}: unreadable or truncated voxel data ({exc})") from exc
     array = np.asarray(array).reshape(shape)
+    if not array.dtype.isnative:  # big-endian files: native order for numpy/torch consumers
+        array = array.astype(array.dtype.newbyteorder("="))
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     if array.dtype.kind == "f":
