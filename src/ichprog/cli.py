@@ -155,6 +155,8 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
                       high=1000),
         "shap": _Key("bool", True, "compute SHAP importances"),
         "boundaries": _Key("bool", True, "fit the (GCS, age) decision tree and plot it"),
+        "dnn_epochs": _Key("int", 100, "maximum epochs of the dense network of Perez et al.",
+                           low=1, high=100000),
     },
     "ablation": {
         "preset": _Key("str", "mt_ord_gcs_bin_age", "multi-task preset whose losses are ablated",
@@ -528,7 +530,8 @@ def _load_cohort(run: _Run) -> Any:
         with run.stage("phantom", key) as todo:
             if todo:
                 make_phantom_cohort(n=data["n_patients"], seed=cfg["run"]["seed"], out_dir=pdir,
-                                    shape=tuple(data["phantom_shape"]))
+                                    shape=tuple(data["phantom_shape"]),
+                                    progress=cfg["run"]["progress"], overwrite=True)
         from ichprog.data import load_cohort
 
         cohort = load_cohort(pdir / "clinical.csv", image_dir=pdir,
@@ -573,7 +576,50 @@ def _stage_tabular(run: _Run, cohort: Any) -> None:
 
 
 def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, run: _Run) -> None:
-    raise NotImplementedError  # wired below once ichprog.tabular.cv lands
+    import pandas as pd
+
+    seed = cfg["run"]["seed"]
+    progress = cfg["run"]["progress"]
+    tab = cfg["tabular"]
+    res = tabular.table1(cohort, folds=tab["folds"], seed=seed, progress=progress,
+                         val_fraction=cfg["cv"]["val_fraction"],
+                         params={"dnn": {"max_epochs": tab["dnn_epochs"]}})
+    res.metrics().to_csv(out / "metrics.csv", index=False)
+    res.predictions().to_csv(out / "predictions.csv", index=False)
+    if tab["shap"]:
+        try:
+            shap_importance = tabular.shap_importance
+        except (AttributeError, ImportError):
+            run.manifest.setdefault("notes", []).append(
+                "SHAP importances were skipped: ichprog.tabular.shap_importance is not available.")
+        else:
+            rows = []
+            for label, r in res.results.items():
+                if r.model not in ("rf", "lr", "dnn") or not r.fitted:
+                    continue
+                imp = _shap_of(shap_importance, r, cohort, seed)
+                rows += [{"model": label, "feature": f, "importance": float(v)}
+                         for f, v in imp.items()]
+                if len(rows) and r.model == "rf":
+                    break
+            pd.DataFrame(rows, columns=["model", "feature", "importance"]).to_csv(
+                out / "shap.csv", index=False)
+    if tab["boundaries"]:
+        cut = tabular.decision_boundaries(cohort, seed=seed)
+        (out / "boundaries.json").write_text(json.dumps(cut, indent=2), encoding="utf-8")
+        tabular.plot_decision_regions(cohort, out / "decision_regions.png", boundaries=cut,
+                                      seed=seed)
+        run.manifest.setdefault("tabular", {})["learned cut-offs"] = cut
+
+
+def _shap_of(shap_importance: Any, result: Any, cohort: Any, seed: int) -> Mapping[str, float]:
+    """Mean |SHAP| per feature of the fold-0 model of a tabular result."""
+    imp = shap_importance(result.fitted[0], cohort.table, seed=seed)
+    if hasattr(imp, "to_dict") and not isinstance(imp, dict):
+        if hasattr(imp, "columns") and {"feature", "importance"} <= set(imp.columns):
+            return dict(zip(imp["feature"], imp["importance"]))
+        return dict(imp.to_dict())
+    return dict(imp)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -800,7 +846,47 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_HANDLERS: dict[str, _Handler] = {"report": _cmd_report}
+def _start(args: argparse.Namespace, base: Mapping[str, Mapping[str, Any]] | None = None) -> _Run:
+    cfg = _config_from_args(args, base=base)
+    command = "ichprog " + " ".join(getattr(args, "argv", []) or [args.command])
+    return _Run(Path(args.out), cfg, command=command, quiet=bool(getattr(args, "quiet", False)))
+
+
+def _finish(run: _Run, t0: float) -> None:
+    run.manifest["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    run.manifest.setdefault("summary", {})["wall time"] = _duration(run.manifest["wall_time_s"])
+    run.save()
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    run = _start(args)
+    if run.cfg["data"]["source"] != "phantom":
+        raise ConfigError("'ichprog phantom' generates a phantom cohort; [data] source must be "
+                          "'phantom'")
+    cohort = _load_cohort(run)
+    _finish(run, t0)
+    run.say(f"phantom cohort of {len(cohort)} patients in {run.out / 'phantom'}")
+    return EXIT_OK
+
+
+def _cmd_tabular(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    run = _start(args)
+    cohort = _load_cohort(run)
+    _stage_tabular(run, cohort)
+    _finish(run, t0)
+    run.say(f"tabular results in {run.out / 'tabular'}")
+    return EXIT_OK
+
+
+_HANDLERS: dict[str, _Handler] = {"report": _cmd_report, "phantom": _cmd_phantom,
+                                  "tabular": _cmd_tabular}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -825,6 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     debug = bool(getattr(args, "debug", False))
     try:
         return _HANDLERS[args.command](args)
