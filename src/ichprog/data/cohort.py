@@ -515,6 +515,8 @@ def _scan_folder(folder: Path, suffix: str | None) -> tuple[dict[str, list[Path]
         if suffix is None:
             pid = stem[: -len(BRAIN_SUFFIX)] if stem.endswith(BRAIN_SUFFIX) else stem
         elif suffix == "":
+            if stem.endswith(BRAIN_SUFFIX):
+                continue  # the other variant, not asked for
             pid = stem
         elif stem.endswith(suffix):
             pid = stem[: -len(suffix)]
@@ -624,7 +626,8 @@ def load_cohort(
         label/folder disagreements always raise.
     suffix
         Scan names are ``<ID><suffix>.nii[.gz]``. By default both ``<ID>_brain`` and ``<ID>`` are
-        accepted (an error if a patient has both); ``"_brain"`` or ``""`` picks one.
+        accepted (an error if a patient has both); ``"_brain"`` or ``""`` picks one variant and
+        leaves the files of the other one aside.
     check_images
         ``"header"`` (default) reads every header: 2D, 4D and truncated uncompressed files are
         reported now; ``"full"`` also decodes every voxel (truncated ``.nii.gz``, NaN/inf);
