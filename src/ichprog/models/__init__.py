@@ -1,7 +1,14 @@
 """Networks: 3D trunks and the multi-task network with one head per task."""
 
 from ichprog.models.multitask import MultiTaskNet, TaskHead, multitask_loss
-from ichprog.models.trunks import TRUNKS, PerezCNN, TrunkSpec, build_trunk
+from ichprog.models.trunks import (
+    TRUNKS,
+    Bf16SafeConv3d,
+    PerezCNN,
+    TrunkSpec,
+    build_trunk,
+    make_bf16_safe,
+)
 
 __all__ = ["MultiTaskNet", "TaskHead", "multitask_loss", "TRUNKS", "PerezCNN", "TrunkSpec",
-           "build_trunk"]
+           "build_trunk", "Bf16SafeConv3d", "make_bf16_safe"]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ichprog.models.trunks import TrunkSpec, build_trunk
+from ichprog.models.trunks import TrunkSpec, build_trunk, make_bf16_safe
 from ichprog.tasks import Preset, Task, as_preset
 
 __all__ = ["TaskHead", "MultiTaskNet", "multitask_loss"]
@@ -60,7 +60,9 @@ class MultiTaskNet(nn.Module):
         spec: TrunkSpec = build_trunk(self.trunk_name, in_channels=in_channels, dropout=dropout,
                                       **self.trunk_kwargs)
         self.spec = spec
-        self.trunk = spec.module
+        # CPU bfloat16 autocast computes wrong gradients for some small 3D convolutions
+        # (see Bf16SafeConv3d); those calls fall back to float32.
+        self.trunk = make_bf16_safe(spec.module)
         self.heads = nn.ModuleDict(
             {
                 t.name: TaskHead(spec.n_features, t.n_outputs, pool=spec.pool,

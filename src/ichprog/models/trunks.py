@@ -21,9 +21,49 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["TrunkSpec", "build_trunk", "TRUNKS", "PerezCNN"]
+__all__ = ["TrunkSpec", "build_trunk", "TRUNKS", "PerezCNN", "Bf16SafeConv3d", "make_bf16_safe"]
+
+
+class Bf16SafeConv3d(nn.Conv3d):
+    """``Conv3d`` that leaves CPU bfloat16 autocast where the CPU kernels are wrong.
+
+    With torch 2.13 on x86 CPUs (oneDNN), the backward pass of a bfloat16 3D convolution returns
+    wrong or non-finite gradients when a spatial side of its input is larger than 1 but smaller
+    than the kernel (for example a 3x3x3 convolution on a depth of 2, which is what DenseNet121's
+    third dense block sees at the paper's input size of 40 x 301 x 301). Such calls run in
+    float32 here; every other call is an ordinary ``Conv3d``. The module holds the same
+    parameters as ``Conv3d``, so weights load either way.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if (input.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16
+                and any(1 < s < k for s, k in zip(input.shape[2:], self.kernel_size))):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(input.float())
+        return super().forward(input)
+
+
+def make_bf16_safe(module: nn.Module) -> nn.Module:
+    """Turn every ``nn.Conv3d`` inside ``module`` into a :class:`Bf16SafeConv3d`, in place.
+
+    Parameters
+    ----------
+    module
+        Any module; its parameters and ``state_dict`` keys are unchanged.
+
+    Returns
+    -------
+    torch.nn.Module
+        The same module.
+    """
+    for m in module.modules():
+        if type(m) is nn.Conv3d:
+            m.__class__ = Bf16SafeConv3d
+    return module
 
 
 @dataclass
@@ -54,7 +94,7 @@ def _densenet(**kwargs: Any) -> TrunkSpec:
     net = DenseNet(**params)
     features = net.features
     # The number of channels of the last feature map is the input size of MONAI's last Linear.
-    n_features = int(net.class_layers.out.in_features)
+    n_features = int(net.class_layers.out.in_features)  # type: ignore[union-attr,arg-type]
     return TrunkSpec(
         module=features,
         n_features=n_features,
