@@ -239,7 +239,9 @@ def gcs_ordinal(gcs: Any, cutoffs: Sequence[int] = (8, 12)) -> np.ndarray:
     try:
         cut = np.asarray(sorted(float(c) for c in cutoffs), dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"cutoffs must be a non-empty sequence of numbers, got {cutoffs!r}") from None
+        raise ValueError(
+            f"cutoffs must be a non-empty sequence of numbers, got {cutoffs!r}"
+        ) from None
     if cut.size == 0 or not np.all(np.isfinite(cut)):
         raise ValueError(f"cutoffs must be a non-empty sequence of finite numbers, got {cutoffs!r}")
     if np.unique(cut).size != cut.size:

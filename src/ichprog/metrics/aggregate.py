@@ -88,7 +88,8 @@ def tidy(
                 )
             for metric, value in metrics.items():
                 where = f"model {model!r}, fold {fold!r}, task {task_name!r}, metric {metric!r}"
-                rows.append((str(model), fold, str(task_name), str(metric), _as_value(value, where)))
+                value_f = _as_value(value, where)
+                rows.append((str(model), fold, str(task_name), str(metric), value_f))
     out = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
     out["value"] = out["value"].astype(float)
     return out

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ichprog.metrics._validation import as_1d, first_index, warn_undefined
+from ichprog.metrics._validation import as_1d, first_index, fmt, position, warn_undefined
 
 __all__ = [
     "BINARY_METRICS",
@@ -40,7 +40,8 @@ def _validate_labels(y_true: Any) -> np.ndarray:
     if bad.any():
         pos = first_index(bad)
         raise ValueError(
-            f"y_true must contain only the binary labels 0 and 1; got {y[pos]!r} at position {pos}"
+            f"y_true must contain only the binary labels 0 and 1; got {fmt(y[pos])} at "
+            f"{position(y_true, pos)}"
         )
     return y.astype(np.int64)
 
@@ -50,13 +51,14 @@ def _validate_scores(y_score: Any, name: str, unit_interval: bool) -> np.ndarray
     bad = ~np.isfinite(s)
     if bad.any():
         pos = first_index(bad)
-        raise ValueError(f"{name} must be finite; got {s[pos]!r} at position {pos}")
+        raise ValueError(f"{name} must be finite; got {fmt(s[pos])} at {position(y_score, pos)}")
     if unit_interval:
         bad = (s < 0) | (s > 1)
         if bad.any():
             pos = first_index(bad)
             raise ValueError(
-                f"{name} must be probabilities in [0, 1]; got {s[pos]!r} at position {pos}"
+                f"{name} must be probabilities in [0, 1]; got {fmt(s[pos])} at "
+                f"{position(y_score, pos)}"
             )
     return s
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ichprog.metrics._validation import as_1d, first_index, warn_undefined
+from ichprog.metrics._validation import as_1d, first_index, fmt, position, warn_undefined
 
 __all__ = [
     "ORDINAL_METRICS",
@@ -62,12 +62,15 @@ def _validate_classes(values: Any, name: str) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         pos = first_index(bad)
-        raise ValueError(f"{name} must hold class labels; got {arr[pos]!r} at position {pos}")
+        raise ValueError(
+            f"{name} must hold class labels; got {fmt(arr[pos])} at {position(values, pos)}"
+        )
     bad = arr != np.round(arr)
     if bad.any():
         pos = first_index(bad)
         raise ValueError(
-            f"{name} must hold integer class labels; got {arr[pos]!r} at position {pos}"
+            f"{name} must hold integer class labels; got {fmt(arr[pos])} at "
+            f"{position(values, pos)}"
         )
     return arr.astype(np.int64)
 
@@ -149,7 +152,9 @@ def _check_confusion(cm: Any) -> np.ndarray:
 
 
 # -- the path criterion shared by OCI and UOC -----------------------------------------------------
-def _best_path(weights: np.ndarray, dist: np.ndarray, beta: float, denom: float) -> tuple[float, float]:
+def _best_path(
+    weights: np.ndarray, dist: np.ndarray, beta: float, denom: float
+) -> tuple[float, float]:
     """Consistent path minimising ``sum_path w (beta * dist - 1 / denom)``.
 
     Returns the path's benefit ``B = sum_path w`` and penalty ``P = sum_path w * dist``.
@@ -271,7 +276,9 @@ def _envelope_area(line_at: Callable[[float], tuple[float, float]]) -> float:
     def integral(line: tuple[float, float], lo: float, hi: float) -> float:
         return (hi - lo) * (value(line, lo) + value(line, hi)) / 2.0
 
-    def area(lo: float, llo: tuple[float, float], hi: float, lhi: tuple[float, float], depth: int) -> float:
+    Line = tuple[float, float]
+
+    def area(lo: float, llo: Line, hi: float, lhi: Line, depth: int) -> float:
         if abs(llo[0] - lhi[0]) <= _TOL and abs(llo[1] - lhi[1]) <= _TOL:
             return integral(llo, lo, hi)
         if llo[1] - lhi[1] <= _TOL:
