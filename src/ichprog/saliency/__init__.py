@@ -4,6 +4,13 @@ quantitative scores against lesion masks.
 """
 
 from ichprog.saliency.figures import BRAIN_WINDOW, plot_model_grid, plot_slices, select_slices
+from ichprog.saliency.io import (
+    brain_mask,
+    map_to_original,
+    mask_to_input_space,
+    save_map,
+    save_maps,
+)
 from ichprog.saliency.maps import (
     METHODS,
     SIGNS,
@@ -34,6 +41,11 @@ __all__ = [
     "CHANCE_COLUMNS",
     "SCORE_COLUMNS",
     "bootstrap_mean",
+    "brain_mask",
+    "map_to_original",
+    "mask_to_input_space",
+    "save_map",
+    "save_maps",
     "compare_lesion_scores",
     "lesion_scores",
     "plot_model_grid",

@@ -1,8 +1,13 @@
 """Figures: saliency maps over the CT, per patient and across models (the paper's Fig. 5 and 6).
 
 Everything is drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, so nothing
-here touches pyplot's global state or needs a display. Axial slices are shown as stored, row 0 of
-the (H, W) slice at the top; pass ``transform`` to show them another way (e.g. ``np.flipud``).
+here touches pyplot's global state or needs a display.
+
+Volumes are expected in ichprog's network layout: the canonical RAS+ ``(x, y, z)`` array
+transposed to ``(D, H, W) = (z, y, x)`` (see :func:`ichprog.data.preprocess_volume`). Axial
+slices are shown in the **radiological** convention by default (anterior at the top, the patient's
+right on the viewer's left); ``orientation="neurological"`` puts the patient's left on the left
+and ``"stored"`` shows the array as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +24,19 @@ __all__ = ["BRAIN_WINDOW", "select_slices", "plot_slices", "plot_model_grid"]
 BRAIN_WINDOW: tuple[float, float] = (40.0, 80.0)
 
 SliceRule = Literal["saliency", "lesion"]
+Orientation = Literal["radiological", "neurological", "stored"]
+
+
+def _orient(orientation: Orientation) -> Callable[[np.ndarray], np.ndarray]:
+    """The display transform of an axial (y, x) slice of a RAS+ volume."""
+    if orientation == "radiological":  # anterior up, patient's right on the left
+        return lambda a: a[::-1, ::-1]
+    if orientation == "neurological":  # anterior up, patient's left on the left
+        return lambda a: a[::-1, :]
+    if orientation == "stored":
+        return lambda a: a
+    raise ValueError(f"orientation must be 'radiological', 'neurological' or 'stored', got "
+                     f"{orientation!r}")
 
 
 def _squeeze(arr: Any, what: str) -> np.ndarray:
@@ -97,8 +115,7 @@ def _display_range(volume: np.ndarray,
 
 def _draw(ax: Any, ct: np.ndarray, sal: np.ndarray | None, mask: np.ndarray | None,
           vrange: tuple[float, float], alpha: float, cmap: str,
-          transform: Callable[[np.ndarray], np.ndarray] | None) -> Any:
-    tf = transform or (lambda a: a)
+          tf: Callable[[np.ndarray], np.ndarray]) -> Any:
     ax.imshow(tf(ct), cmap="gray", vmin=vrange[0], vmax=vrange[1], interpolation="nearest")
     im = None
     if sal is not None:
@@ -134,7 +151,7 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
                 n_slices: int = 4, by: SliceRule = "saliency", mask: Any = None,
                 window: Literal["auto"] | tuple[float, float] | None = "auto",
                 alpha: float = 0.5, cmap: str = "inferno", title: str | None = None,
-                transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                orientation: Orientation = "radiological",
                 path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
     """A slice panel of one patient: the CT with the saliency map overlaid.
 
@@ -162,8 +179,8 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
         Overlay opacity and colormap (the paper: 0.5, inferno).
     title
         Figure title (e.g. ``"patient 59 - p = 0.81"``).
-    transform
-        Applied to every 2D slice before display (e.g. ``np.flipud`` or ``np.rot90``).
+    orientation
+        ``"radiological"`` (default), ``"neurological"`` or ``"stored"`` (see the module notes).
     path
         Save the figure there (PNG by the extension), creating folders.
     dpi
@@ -186,13 +203,14 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
     if bad or not slices:
         raise ValueError(f"slice indices must lie in 0..{ct.shape[0] - 1}, got {slices}")
     vrange = _display_range(ct, window)
+    tf = _orient(orientation)
     ncols = len(slices)
     fig = _new_figure((2.6 * ncols + 0.6, 3.0))
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     im = None
     for ax, s in zip(axes, slices):
         im = _draw(ax, ct[s], sal[s], msk[s] if msk is not None else None, vrange, alpha, cmap,
-                   transform)
+                   tf)
         ax.set_title(f"slice {s}", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01, label="saliency")
@@ -210,7 +228,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
                     model_labels: Mapping[str, str] | None = None,
                     window: Literal["auto"] | tuple[float, float] | None = "auto",
                     alpha: float = 0.5, cmap: str = "inferno",
-                    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                    orientation: Orientation = "radiological",
                     path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
     """A grid comparing models on the same patients (like the paper's Fig. 5 and 6).
 
@@ -238,7 +256,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
         (59)"``.
     model_labels
         ``{model: column title}`` (default the model names).
-    window, alpha, cmap, transform, path, dpi
+    window, alpha, cmap, orientation, path, dpi
         See :func:`plot_slices`.
 
     Returns
@@ -259,6 +277,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
         if missing:
             raise KeyError(f"model {m!r} has no map for patient(s) {missing[:5]}")
     by = by or ("lesion" if masks is not None else "saliency")
+    tf = _orient(orientation)
     fig = _new_figure((2.5 * (len(models) + 1) + 0.6, 2.6 * len(patients) + 0.4))
     axes = fig.subplots(len(patients), len(models) + 1, squeeze=False)
     im = None
@@ -284,13 +303,13 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             s = select_slices(total, msk, n=1, by=by if msk is not None else "saliency")[0]
         vrange = _display_range(ct, window)
         m_slice = msk[s] if msk is not None else None
-        _draw(axes[r, 0], ct[s], None, m_slice, vrange, alpha, cmap, transform)
+        _draw(axes[r, 0], ct[s], None, m_slice, vrange, alpha, cmap, tf)
         label = (row_labels or {}).get(pid, str(pid))
         axes[r, 0].set_ylabel(f"{label}\nslice {s}", fontsize=9)
         if r == 0:
             axes[r, 0].set_title("CT", fontsize=10)
         for c, m in enumerate(models, start=1):
-            im = _draw(axes[r, c], ct[s], sal[m][s], m_slice, vrange, alpha, cmap, transform) \
+            im = _draw(axes[r, c], ct[s], sal[m][s], m_slice, vrange, alpha, cmap, tf) \
                 or im
             head = (model_labels or {}).get(m, m) if r == 0 else ""
             p = (probs or {}).get(m, {}).get(pid)
