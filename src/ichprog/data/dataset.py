@@ -10,6 +10,7 @@ run whatever the number of workers, and :meth:`CTDataset.set_epoch` gives every 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -77,25 +78,34 @@ class Augment:
 
     def build(self) -> Any:
         """The MONAI ``Compose`` of ``RandRotate``, ``RandZoom`` and ``RandGaussianNoise`` for
-        channel-first ``(C, D, H, W)`` arrays."""
+        channel-first ``(C, D, H, W)`` arrays (a transform whose size is 0 is left out)."""
         from monai.transforms import Compose, RandGaussianNoise, RandRotate, RandZoom
 
         angle = math.radians(self.rotate_deg)
         # MONAI's range_x rotates within the plane of the last two spatial axes (H, W) of a
         # (C, D, H, W) array, i.e. about the depth axis.
         other = 0.0 if self.rotate_axes == "axial" else angle
-        return Compose([
-            RandRotate(range_x=angle, range_y=other, range_z=other, prob=self.prob,
-                       keep_size=True, mode="bilinear", padding_mode="zeros"),
-            RandZoom(prob=self.prob, min_zoom=1.0 - self.zoom, max_zoom=1.0 + self.zoom,
-                     mode="trilinear", padding_mode="constant", keep_size=True),
-            RandGaussianNoise(prob=self.prob, mean=self.noise_mean, std=self.noise_std,
-                              sample_std=False),
-        ])
+        transforms: list[Any] = []
+        if self.rotate_deg > 0:
+            transforms.append(RandRotate(range_x=angle, range_y=other, range_z=other,
+                                         prob=self.prob, keep_size=True, mode="bilinear",
+                                         padding_mode="zeros"))
+        if self.zoom > 0:
+            transforms.append(RandZoom(prob=self.prob, min_zoom=1.0 - self.zoom,
+                                       max_zoom=1.0 + self.zoom, mode="trilinear",
+                                       padding_mode="constant", keep_size=True))
+        if self.noise_std > 0 or self.noise_mean != 0:
+            transforms.append(RandGaussianNoise(prob=self.prob, mean=self.noise_mean,
+                                                std=self.noise_std, sample_std=False))
+        return Compose(transforms)
+
+    @functools.cached_property
+    def _transform(self) -> Any:
+        return self.build()
 
     def __call__(self, image: Any, seed: int) -> torch.Tensor:
         """Augment one channel-first ``(C, D, H, W)`` volume with draws fixed by ``seed``."""
-        transform = self.build()
+        transform = self._transform
         transform.set_random_state(seed=int(seed) % 2**32)
         return _plain_tensor(transform(image))
 
