@@ -256,7 +256,9 @@ class CTDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         index = int(index) % len(self)
         vol = self.volume(index)
-        image = torch.from_numpy(np.array(vol, dtype=np.float32, copy=True))[None]
+        if self._memory is not None:  # never hand out (or augment) the kept array itself
+            vol = vol.copy()
+        image = torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
         if self._transform is not None:
             self._transform.set_random_state(seed=_item_seed(self.seed, self.epoch, index) % 2**32)
             image = _plain_tensor(self._transform(image))
