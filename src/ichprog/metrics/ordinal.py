@@ -217,7 +217,7 @@ def oci_from_confusion(cm: Any, beta: float = 0.75, gamma: float = 1.0) -> float
     Examples
     --------
     >>> round(oci_from_confusion([[0, 4, 0], [0, 0, 6], [0, 0, 3]]), 4)
-    0.5737
+    0.7232
     """
     m = _check_confusion(cm)
     if not (np.isfinite(beta) and beta >= 0):
