@@ -143,3 +143,13 @@ def test_to_markdown_works_without_tabulate():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "| 1 |"
+
+
+def test_docstring_examples_of_the_metrics_modules():
+    import doctest
+
+    from ichprog.metrics import aggregate, binary, bootstrap, ordinal
+
+    for module in (aggregate, binary, bootstrap, ordinal):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -301,3 +301,10 @@ def test_light_modules_do_not_import_torch_monai_or_shap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(encoding)
+    assert result.attempted > 0 and result.failed == 0
