@@ -611,7 +611,7 @@ def _weights_digest(model: nn.Module) -> str:
 
 
 def _dataset_fingerprint(ds: Dataset) -> dict[str, Any]:
-    fp: dict[str, Any] = {"type": type(ds).__name__, "length": len(ds)}  # type: ignore[arg-type]
+    fp: dict[str, Any] = {"length": len(ds)}  # type: ignore[arg-type]
     ids = getattr(ds, "ids", None)
     if ids is not None:
         fp["ids"] = hashlib.sha256("\x1f".join(map(str, ids)).encode()).hexdigest()[:16]

@@ -1,0 +1,269 @@
+"""The training loop: accumulation, early stopping, checkpoints, resume, prediction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from ichprog.models import MultiTaskNet
+from ichprog.tasks import MT_ORD_GCS_BIN_AGE, PROGNOSIS
+from ichprog.training import (
+    ArrayDataset,
+    TrainConfig,
+    _group_weights,
+    _rng_from_tensors,
+    _rng_to_tensors,
+    load_checkpoint,
+    predict_proba,
+    read_sidecar,
+    resolve_precision,
+    targets_to_classes,
+    train,
+)
+
+TINY = {"block_config": (1, 1, 1, 1)}
+SHAPE = (32, 32, 32)
+
+
+def make_dataset(n: int, seed: int = 0, preset=MT_ORD_GCS_BIN_AGE, signal: float = 0.0,
+                 prefix: str = "p", shape: tuple[int, int, int] = SHAPE) -> ArrayDataset:
+    """Random volumes with CTDataset items; ``signal`` brightens a cube in poor-prognosis cases."""
+    rng = np.random.default_rng(seed)
+    vols = rng.normal(size=(n, *shape)).astype(np.float32)
+    classes = {t.name: rng.integers(0, t.n_classes, n) for t in preset}
+    classes[preset.primary.name][: 2] = [0, 1]  # both classes present
+    if signal:
+        y = classes[preset.primary.name]
+        vols[y == 1, 8:24, 8:24, 8:24] += signal
+    targets = {t.name: t.loss_targets(classes[t.name]) for t in preset}
+    return ArrayDataset(vols, ids=[f"{prefix}{i}" for i in range(n)], targets=targets)
+
+
+def make_model(seed: int = 0, preset=MT_ORD_GCS_BIN_AGE, **kwargs) -> MultiTaskNet:
+    torch.manual_seed(seed)
+    return MultiTaskNet(preset, trunk="densenet_tiny", trunk_kwargs=kwargs or TINY)
+
+
+def cfg(**kw) -> TrainConfig:
+    base = {"max_epochs": 2, "batch_size": 4, "progress": False, "precision": "fp32"}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# -- configuration --------------------------------------------------------------------------
+def test_defaults_are_the_papers_recipe():
+    c = TrainConfig()
+    assert (c.lr, c.weight_decay, c.amsgrad) == (1e-3, 1e-4, True)
+    assert (c.batch_size, c.accumulation_steps, c.patience, c.threshold) == (8, 3, 20, 0.5)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize("field,value", [("lr", 0.0), ("batch_size", 0), ("threshold", 1.0),
+                                         ("precision", "fp8"), ("max_epochs", 0)])
+def test_config_rejects_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
+        TrainConfig(**{field: value})
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == (torch.bfloat16, False)
+    assert resolve_precision("fp32", cpu) == (None, False)
+    with pytest.raises(ValueError, match="GPU"):
+        resolve_precision("fp16", cpu)
+
+
+# -- accumulation ---------------------------------------------------------------------------
+def test_accumulation_groups_by_hand():
+    # 20 samples, batches of 8 -> 8, 8, 4: one group of three batches, one step at the end
+    assert _group_weights(20, 8, 3) == [(0.4, False), (0.4, False), (0.2, True)]
+    # 5 batches of 4 with groups of 3: the trailing group of two batches is stepped too
+    w = _group_weights(20, 4, 3)
+    assert [s for _, s in w] == [False, False, True, False, True]
+    assert [round(x, 6) for x, _ in w] == [0.333333] * 3 + [0.5, 0.5]
+
+
+def test_accumulated_step_equals_one_large_batch(tmp_path):
+    # Instance normalisation and no dropout make the loss a plain mean over samples, so three
+    # accumulated batches of 2 must give the same update as one batch of 6.
+    ds = make_dataset(6, shape=(32, 64, 64))  # instance norm needs > 1 voxel at the end
+    kw = {"block_config": (1, 1, 1, 1), "norm": "instance", "dropout_prob": 0.0}
+    a, b = make_model(**kw), make_model(**kw)
+    train(a, ds, ds, cfg(max_epochs=1, batch_size=2, accumulation_steps=3, patience=None))
+    train(b, ds, ds, cfg(max_epochs=1, batch_size=6, accumulation_steps=1, patience=None))
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_no_gradient_left_unapplied(tmp_path):
+    # 8 samples, batches of 2 -> 4 batches; groups of 3 -> 2 optimizer steps per epoch
+    ds = make_dataset(8)
+    train(make_model(), ds, ds, cfg(max_epochs=2, batch_size=2, accumulation_steps=3,
+                                    patience=None), out_dir=tmp_path)
+    from safetensors.torch import load_file
+
+    side = read_sidecar(tmp_path)
+    state = load_file(str(tmp_path / side["state"]))
+    steps = {float(v) for k, v in state.items() if k.endswith(".step")}
+    assert steps == {4.0}
+
+
+# -- early stopping and metrics -------------------------------------------------------------
+def test_validation_metrics_match_sklearn():
+    tr, va = make_dataset(8, seed=1), make_dataset(10, seed=2, prefix="v")
+    model = make_model()
+    res = train(model, tr, va, cfg(max_epochs=1, patience=None))
+    probs = predict_proba(model, va, precision="fp32")
+    y = targets_to_classes(PROGNOSIS, va.targets["prognosis"])
+    row = res.history.iloc[-1]
+    assert row["val_prognosis_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(y, (probs["prognosis"][:, 0] >= 0.5).astype(int)))
+    assert row["val_prognosis_auc"] == pytest.approx(roc_auc_score(y, probs["prognosis"][:, 0]))
+    g = targets_to_classes(MT_ORD_GCS_BIN_AGE["gcs"], va.targets["gcs"])
+    pred = (probs["gcs"] > 0.5).sum(axis=1)
+    assert row["val_gcs_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(g, pred, adjusted=False))
+    assert row["val_score"] == row["val_prognosis_balanced_accuracy"]
+
+
+def test_early_stopping_restores_the_best_weights(tmp_path):
+    ds = make_dataset(8)
+    snapshots = {}
+
+    def keep(epoch, row):
+        snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model = make_model()
+    # A learning rate this small cannot change a prediction: no epoch after the first improves.
+    res = train(model, ds, ds, cfg(max_epochs=10, patience=2, lr=1e-12), callback=keep)
+    assert res.stop_reason == "early_stopping"
+    assert res.epochs_run == 3 and res.best_epoch == 1
+    assert res.history["improved"].tolist() == [True, False, False]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[1][k]), k
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def test_checkpoint_files_are_safetensors_and_json(tmp_path):
+    ds = make_dataset(8)
+    res = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"best-e{res.best_epoch:04d}.safetensors", "checkpoint.json", "history.csv",
+                     "history.png", "state-e0002.safetensors", "weights-e0002.safetensors"]
+    side = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert side["epoch"] == 2 and side["finished"] is True
+    assert side["config"]["lr"] == 1e-3 and len(side["config_hash"]) == 20
+    assert side["state"] == "state-e0002.safetensors"
+    assert side["monitor"] == "val_prognosis_balanced_accuracy"
+    hist = pd.read_csv(tmp_path / "history.csv")
+    for col in ("train_loss_prognosis", "train_loss_gcs", "train_loss_age", "val_gcs_qwk",
+                "val_age_auc"):
+        assert col in hist
+    # the files open without pickle and hold the best weights
+    clone = make_model(seed=5)
+    load_checkpoint(tmp_path, clone, which="best")
+    assert state_equal(clone, res.model)
+
+
+def test_finished_run_is_reused_and_a_different_config_refused(tmp_path):
+    ds = make_dataset(8)
+    first = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
+    again = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
+    assert again.reused and not first.reused
+    assert state_equal(first.model, again.model)
+    with pytest.raises(ValueError, match=r"different configuration.*lr: 0.001 -> 0.01"):
+        train(make_model(), ds, ds, cfg(lr=1e-2), out_dir=tmp_path)
+    other = make_dataset(8, prefix="q")
+    with pytest.raises(ValueError, match="train_data.ids"):
+        train(make_model(), other, ds, cfg(), out_dir=tmp_path)
+    fresh = train(make_model(), ds, ds, cfg(lr=1e-2), out_dir=tmp_path, overwrite=True)
+    assert not fresh.reused and read_sidecar(tmp_path)["config"]["lr"] == 1e-2
+
+
+class _Killer(torch.utils.data.Dataset):
+    """Proxy that raises after ``limit`` items, like a process killed mid-epoch."""
+
+    def __init__(self, ds, limit):
+        self.ds, self.limit, self.count = ds, limit, 0
+        self.ids = ds.ids
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        self.count += 1
+        if self.count > self.limit:
+            raise KeyboardInterrupt("killed")
+        return self.ds[i]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, precision):
+    ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
+    config = cfg(max_epochs=3, batch_size=4, accumulation_steps=2, patience=None,
+                 precision=precision)
+    straight = train(make_model(), ds, val, config)
+    # killed in the middle of the second epoch (10 items per epoch)
+    killer = _Killer(ds, limit=14)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), killer, val, config, out_dir=tmp_path)
+    assert read_sidecar(tmp_path)["epoch"] == 1
+    torch.manual_seed(12345)  # the resumed run must not depend on the global state it finds
+    np.random.seed(7)  # noqa: NPY002
+    resumed = train(make_model(), ds, val, config, out_dir=tmp_path)
+    assert resumed.resumed_from == 1
+    assert state_equal(resumed.model, straight.model)
+    cols = [c for c in straight.history if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[cols], straight.history[cols])
+
+
+def test_same_seed_same_result_and_another_seed_differs():
+    ds = make_dataset(8)
+    a, b, c = make_model(), make_model(), make_model()
+    train(a, ds, ds, cfg(max_epochs=1))
+    train(b, ds, ds, cfg(max_epochs=1))
+    train(c, ds, ds, cfg(max_epochs=1, seed=1))
+    assert state_equal(a, b)
+    assert not state_equal(a, c)
+
+
+def test_rng_state_round_trip():
+    tensors, meta = _rng_to_tensors()
+    first = (torch.rand(3), np.random.rand(3), __import__("random").random())  # noqa: NPY002
+    _rng_from_tensors(tensors, meta)
+    second = (torch.rand(3), np.random.rand(3), __import__("random").random())  # noqa: NPY002
+    assert torch.equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert first[2] == second[2]
+
+
+# -- prediction and errors ------------------------------------------------------------------
+def test_predict_proba_is_the_sigmoid_of_the_logits():
+    ds = ArrayDataset(np.random.default_rng(0).normal(size=(5, *SHAPE)))
+    model = make_model().eval()
+    probs = predict_proba(model, ds, batch_size=2, precision="fp32")
+    with torch.no_grad():
+        logits = model(torch.stack([ds[i]["image"] for i in range(5)]))
+    for name, p in probs.items():
+        assert p.shape == (5, MT_ORD_GCS_BIN_AGE[name].n_outputs)
+        np.testing.assert_allclose(p, torch.sigmoid(logits[name]).numpy(), rtol=1e-5)
+
+
+def test_missing_targets_are_reported():
+    ds = make_dataset(6)
+    no_targets = ArrayDataset(ds.volumes, ids=ds.ids)
+    with pytest.raises(ValueError, match="training dataset has no targets"):
+        train(make_model(), no_targets, ds, cfg(max_epochs=1))
+    partial = ArrayDataset(ds.volumes, ids=ds.ids, targets={"prognosis": ds.targets["prognosis"]})
+    with pytest.raises(KeyError, match=r"lacks targets for task\(s\) \['gcs', 'age'\]"):
+        train(make_model(), partial, ds, cfg(max_epochs=1))
