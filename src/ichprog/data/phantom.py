@@ -187,8 +187,8 @@ class PhantomConfig:
     tissue_hu: tuple[tuple[str, float, float, float], ...] = field(
         default_factory=_default_tissue_hu
     )
-    age_mean: float = 72.0
-    age_sd: float = 14.0
+    age_mean: float = 73.0
+    age_sd: float = 15.0
     age_range: tuple[float, float] = (18.0, 100.0)
     site_probabilities: tuple[float, float, float] = (0.35, 0.55, 0.10)
     volume_median_ml: tuple[float, float, float] = (20.0, 10.0, 6.0)
@@ -207,8 +207,8 @@ class PhantomConfig:
     gcs_noise_sd: float = 1.0
     gcs_counts: tuple[int, ...] = REAL_GCS_COUNTS
     target_poor_rate: float = 0.62
-    outcome_per_gcs_point: float = 0.16
-    outcome_per_decade: float = 0.85
+    outcome_per_gcs_point: float = 0.18
+    outcome_per_decade: float = 0.83
     image_signal: float = 1.0
     outcome_per_doubling: float = 0.35
     outcome_ivh: float = 0.5
