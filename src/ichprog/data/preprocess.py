@@ -32,6 +32,7 @@ __all__ = [
     "preprocess_volume",
     "to_original_space",
     "canonical_orientation",
+    "to_dhw",
     "window_hu",
     "strip_skull",
     "pad_depth",
@@ -206,6 +207,25 @@ def _to_dhw(array: np.ndarray, affine: Any, reorient: bool) -> np.ndarray:
     if reorient:
         array = apply_orientation(array, canonical_orientation(affine))
     return np.ascontiguousarray(np.transpose(array, (2, 1, 0)))
+
+
+def to_dhw(array: Any, affine: Any, reorient: bool = True) -> np.ndarray:
+    """The geometric first step of :func:`preprocess_volume` alone: reorient a volume in the
+    file's voxel order to the closest canonical (RAS+) orientation and transpose it to
+    ``(D, H, W)`` = ``(z, y, x)``; values and dtype are unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ichprog.data.preprocess import to_dhw
+    >>> flipped_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    >>> to_dhw(np.arange(6).reshape(3, 2, 1), flipped_x)[0].tolist()
+    [[4, 2, 0], [5, 3, 1]]
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 3:
+        raise ValueError(f"to_dhw expects a 3D volume, got shape {arr.shape}")
+    return _to_dhw(arr, affine, reorient)
 
 
 def _from_dhw(volume: np.ndarray, affine: Any, reorient: bool) -> np.ndarray:
