@@ -341,3 +341,14 @@ def test_parameter_validation():
         oci_from_confusion(np.eye(3), beta=-1)
     with pytest.raises(ValueError, match="gamma"):
         oci_from_confusion(np.eye(3), gamma=0)
+
+
+def test_labels_in_reverse_order_rotate_the_matrix_and_keep_the_indices():
+    # reading the scale backwards turns the confusion matrix by 180 degrees; a consistent path
+    # read backwards is again consistent, so OCI and A_UOC do not change
+    y, pred = [0, 0, 1, 2, 2, 1, 0], [0, 1, 1, 2, 0, 2, 0]
+    forward = ordinal_confusion_matrix(y, pred, labels=[0, 1, 2])
+    backward = ordinal_confusion_matrix(y, pred, labels=[2, 1, 0])
+    np.testing.assert_array_equal(backward, forward[::-1, ::-1])
+    assert uoc_index(y, pred, labels=[2, 1, 0]) == pytest.approx(uoc_index(y, pred, [0, 1, 2]))
+    assert oci(y, pred, labels=[2, 1, 0]) == pytest.approx(oci(y, pred, labels=[0, 1, 2]))

@@ -21,7 +21,12 @@ from tqdm.auto import tqdm
 
 from ichprog.metrics._validation import as_1d, warn_undefined
 from ichprog.metrics.binary import binary_metrics, binary_metrics_batch
-from ichprog.metrics.ordinal import _prepare, ordinal_metrics, ordinal_metrics_from_confusion
+from ichprog.metrics.ordinal import (
+    _class_index,
+    _prepare,
+    ordinal_metrics,
+    ordinal_metrics_from_confusion,
+)
 
 __all__ = ["BOOTSTRAP_COLUMNS", "bootstrap_ci", "resample_counts"]
 
@@ -91,8 +96,7 @@ def _ordinal_path(
         raise TypeError(f"ordinal_metrics got unexpected keyword(s) {sorted(unknown)}")
     t, p, lab = _prepare(y, s, kwargs.get("labels"))
     k = lab.size
-    position = {int(v): i for i, v in enumerate(lab)}
-    codes = np.array([position[int(a)] * k + position[int(b)] for a, b in zip(t, p)])
+    codes = _class_index(t, lab) * k + _class_index(p, lab)
     onehot = np.zeros((t.size, k * k))
     onehot[np.arange(t.size), codes] = 1.0
     cms = (_counts_from_indices(idx, t.size) @ onehot).reshape(-1, k, k)

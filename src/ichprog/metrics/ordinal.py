@@ -132,12 +132,16 @@ def ordinal_confusion_matrix(
     return _confusion(t, p, lab)
 
 
+def _class_index(values: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Position of every value in ``lab`` (all values are known to be in ``lab``)."""
+    sorter = np.argsort(lab, kind="stable")
+    return sorter[np.searchsorted(lab, values, sorter=sorter)]
+
+
 def _confusion(t: np.ndarray, p: np.ndarray, lab: np.ndarray) -> np.ndarray:
     k = lab.size
-    index = {int(v): i for i, v in enumerate(lab)}
-    ti = np.fromiter((index[int(v)] for v in t), dtype=np.int64, count=t.size)
-    pi = np.fromiter((index[int(v)] for v in p), dtype=np.int64, count=p.size)
-    return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
+    codes = _class_index(t, lab) * k + _class_index(p, lab)
+    return np.bincount(codes, minlength=k * k).reshape(k, k)
 
 
 def _check_confusion(cm: Any) -> np.ndarray:
