@@ -73,9 +73,23 @@ def test_summarize_models_as_columns_in_order_of_appearance():
     assert table.index.tolist() == ["auc"]
     sd = statistics.stdev([0.9, 0.7])
     assert table.loc["auc", "zeta"] == f"0.80 ± {sd:.2f}"
-    assert table.attrs["mean"].loc["auc", "alpha"] == pytest.approx(0.7)
-    assert table.attrs["sd"].loc["auc", "alpha"] == pytest.approx(statistics.stdev([0.6, 0.8]))
-    assert table.attrs["n"].loc["auc", "alpha"] == 2
+    numbers = summarize(df, numeric=True)
+    assert numbers.columns.tolist() == [("zeta", "mean"), ("zeta", "sd"), ("zeta", "n"),
+                                        ("alpha", "mean"), ("alpha", "sd"), ("alpha", "n")]
+    assert numbers.loc["auc", ("alpha", "mean")] == pytest.approx(0.7)
+    assert numbers.loc["auc", ("alpha", "sd")] == pytest.approx(statistics.stdev([0.6, 0.8]))
+    assert numbers.loc["auc", ("alpha", "n")] == 2
+    means = numbers.xs("mean", axis=1, level="stat")
+    assert means.columns.tolist() == ["zeta", "alpha"]
+    assert means.loc["auc"].tolist() == pytest.approx([0.8, 0.7])
+
+
+def test_summaries_of_two_runs_can_be_joined():
+    a = summarize(tidy([{"auc": 0.8}, {"auc": 0.7}], model="A", task="t"))
+    b = summarize(tidy([{"auc": 0.6}, {"auc": 0.7}], model="B", task="t"))
+    joined = pd.concat([a, b], axis=1)
+    assert joined.columns.tolist() == ["A", "B"]
+    assert a.merge(b, left_index=True, right_index=True).shape == (1, 2)
 
 
 def test_summarize_tasks_as_columns_and_several_tasks_as_rows():
@@ -95,7 +109,8 @@ def test_summarize_nan_is_visible_unless_skipped():
     assert summarize(df).loc["auc", "m"] == "nan"
     skipped = summarize(df, skipna=True)
     assert skipped.loc["auc", "m"] == f"0.70 ± {statistics.stdev([0.8, 0.6]):.2f}"
-    assert skipped.attrs["n"].loc["auc", "m"] == 2
+    assert summarize(df, skipna=True, numeric=True).loc["auc", ("m", "n")] == 2
+    assert np.isnan(summarize(df, numeric=True).loc["auc", ("m", "mean")])
 
 
 def test_summarize_single_fold_has_no_sd():

@@ -149,6 +149,7 @@ def summarize(
     columns: Literal["model", "task"] = "model",
     decimals: int = 2,
     skipna: bool = False,
+    numeric: bool = False,
 ) -> pd.DataFrame:
     """The paper's "mean ± SD" table over folds.
 
@@ -163,20 +164,26 @@ def summarize(
         Decimals of the mean and the SD.
     skipna : bool, default=False
         See :func:`summary_stats`.
+    numeric : bool, default=False
+        Return the numbers instead of the strings: the same rows, and for every column a
+        ``mean``, ``sd`` and ``n`` sub-column (``table[("MT", "mean")]``, or all means with
+        ``table.xs("mean", axis=1, level="stat")``).
 
     Returns
     -------
     pandas.DataFrame
-        Strings ``"mean ± SD"`` (SD with ``ddof=1``; ``nan`` for the SD of a single fold), rows
-        and columns in order of first appearance. The numbers stay available in
-        ``table.attrs["mean"]``, ``table.attrs["sd"]`` and ``table.attrs["n"]`` (frames of the
-        same shape); :func:`summary_stats` gives them as a long table.
+        Strings ``"mean ± SD"`` (SD with ``ddof=1``; ``nan`` for the SD of a single fold; empty
+        where a metric was not measured), rows and columns in order of first appearance. With
+        ``numeric=True``, floats as described above; :func:`summary_stats` gives the same
+        numbers as a long table.
 
     Examples
     --------
     >>> df = tidy([{"auc": 0.8}, {"auc": 0.7}], model="MT", task="prognosis")
     >>> summarize(df).loc["auc", "MT"]
     '0.75 ± 0.07'
+    >>> round(float(summarize(df, numeric=True).loc["auc", ("MT", "sd")]), 4)
+    0.0707
     """
     if columns not in ("model", "task"):
         raise ValueError(f"columns must be 'model' or 'task', got {columns!r}")
@@ -197,6 +204,12 @@ def summarize(
         return wide
 
     mean, sd, n = pivot("mean"), pivot("sd"), pivot("n")
+    if numeric:
+        out = pd.concat({"mean": mean, "sd": sd, "n": n}, axis=1, names=["stat", columns])
+        out = out.swaplevel(0, 1, axis=1)
+        order = pd.MultiIndex.from_product([col_order, ["mean", "sd", "n"]],
+                                           names=[columns, "stat"])
+        return out.reindex(columns=order)
 
     def fmt(m: float, s: float) -> str:
         if np.isnan(m):
@@ -209,11 +222,7 @@ def summarize(
         index=mean.index,
         columns=mean.columns,
     )
-    text = text.where(n.notna(), "")
-    text.attrs["mean"] = mean
-    text.attrs["sd"] = sd
-    text.attrs["n"] = n
-    return text
+    return text.where(n.notna(), "")
 
 
 def _cell(value: Any, floatfmt: str) -> str:
