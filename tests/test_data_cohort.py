@@ -258,3 +258,12 @@ def test_targets_report_the_patient() -> None:
     with pytest.raises(ValueError, match=r"task 'gcs' \(patient '002'\)"):
         cohort.targets([PROGNOSIS, GCS_BINARY])
     assert set(cohort.targets([PROGNOSIS, AGE_BINARY])) == {"prognosis", "age"}
+
+
+def test_zero_padding_mismatch_gets_a_hint(tmp_path: Path) -> None:
+    table = clinical_table(3)
+    table.to_csv(tmp_path / "clinical.csv", index=False)
+    for i in range(3):  # files named 0, 1, 2 while the table says 000, 001, 002
+        save_volume(head_ct((16, 16, 4)), np.eye(4), tmp_path / f"{i}.nii.gz")
+    with pytest.raises(ValueError, match=r"only by leading zeros .*table '000' / file '0'"):
+        load_cohort(tmp_path / "clinical.csv")

@@ -157,3 +157,13 @@ def test_augment_validation_and_bad_targets(cohort, tmp_path: Path) -> None:
         CTDataset(cohort, ["nobody"], CFG, cache_dir=tmp_path)
     with pytest.raises(TypeError, match="augment"):
         CTDataset(cohort, cohort.ids[:1], CFG, augment="yes", cache_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def test_same_draws_with_and_without_workers(cohort, tmp_path: Path) -> None:
+    ids = cohort.ids[:4]
+    ds = CTDataset(cohort, ids, CFG, augment=True, cache_dir=tmp_path / "c", seed=5)
+    ds.set_epoch(2)
+    serial = next(iter(DataLoader(ds, batch_size=4, num_workers=0)))["image"]
+    parallel = next(iter(DataLoader(ds, batch_size=2, num_workers=2,
+                                    multiprocessing_context="fork")))["image"]
+    assert torch.equal(serial[:2], parallel)

@@ -591,6 +591,23 @@ def _find_masks(mask_dir: Path) -> dict[str, Path]:
     return {pid: files[0] for pid, files in masks.items()}
 
 
+def _id_hint(no_image: Sequence[str], orphans: Sequence[str]) -> str:
+    """A hint when table IDs and file IDs differ only by leading zeros or letter case."""
+    if not no_image or not orphans:
+        return ""
+
+    def norm(pid: str) -> str:
+        return (pid.lstrip("0") or "0").lower()
+
+    files = {norm(p): p for p in orphans}
+    pairs = [(p, files[norm(p)]) for p in no_image if norm(p) in files]
+    if not pairs:
+        return ""
+    examples = ", ".join(f"table {a!r} / file {b!r}" for a, b in pairs[:3])
+    return (f". Note: {len(pairs)} table ID(s) differ from file IDs only by leading zeros or "
+            f"case ({examples}); IDs are matched exactly, so rename the files or fix the table")
+
+
 def load_cohort(
     table: str | os.PathLike[str] | pd.DataFrame,
     image_dir: str | os.PathLike[str] | None = None,
@@ -601,6 +618,7 @@ def load_cohort(
     suffix: str | None = None,
     check_images: Literal["none", "header", "full"] = "header",
     required_columns: Sequence[str] = REQUIRED_COLUMNS,
+    progress: bool = False,
 ) -> Cohort:
     """Load a cohort: the clinical table joined by ``PatientID`` to the scans of a folder.
 
@@ -634,6 +652,8 @@ def load_cohort(
         ``"none"`` only checks that the files exist.
     required_columns
         Columns that must be present and valid (see :class:`Cohort`).
+    progress
+        Show a progress bar while the scans are checked.
 
     Returns
     -------
@@ -671,15 +691,16 @@ def load_cohort(
     no_image = [p for p in df.index if p not in images]
     orphans = [p for p in images if p not in df.index]
     if not drop_incomplete:
+        hint = _id_hint(no_image, orphans)
         if no_image:
             raise ValueError(
                 f"{source}: {len(no_image)} patient(s) without an image in {image_dir}: "
-                f"{no_image[:10]}" + (" ..." if len(no_image) > 10 else "")
+                f"{no_image[:10]}" + (" ..." if len(no_image) > 10 else "") + hint
             )
         if orphans:
             raise ValueError(
                 f"{image_dir}: {len(orphans)} image(s) of patient ID(s) not in {source}: "
-                + ", ".join(f"{p!r} ({images[p].name})" for p in orphans[:10])
+                + ", ".join(f"{p!r} ({images[p].name})" for p in orphans[:10]) + hint
             )
     for pid in no_image:
         dropped.setdefault(pid, f"no image in {image_dir}")
@@ -708,7 +729,10 @@ def load_cohort(
     if check_images not in ("none", "header", "full"):
         raise ValueError(f"check_images must be 'none', 'header' or 'full', got {check_images!r}")
     if check_images != "none":
-        for pid in df.index:
+        from tqdm.auto import tqdm
+
+        for pid in tqdm(list(df.index), desc="checking scans", unit="patient",
+                        disable=not progress):
             for p in (images[pid], masks.get(pid)):
                 if p is None:
                     continue
