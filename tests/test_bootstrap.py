@@ -118,7 +118,7 @@ def test_single_class_resamples_are_counted_not_crashed_on():
     # negative with probability 1 - (1/4)^4, so both with 1 - (3/4)^4 - (1/4)^4 = 0.6797
     y = np.array([1, 0, 0, 0])
     p = np.array([0.9, 0.2, 0.4, 0.6])
-    n_resamples = 2000
+    n_resamples = 1000
     expected = 1 - 0.75**4 - 0.25**4
     with pytest.warns(UndefinedMetricWarning, match="auc"):
         table = bootstrap_ci(binary_metrics, y, p, n_resamples=n_resamples).set_index("metric")
