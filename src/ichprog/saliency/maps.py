@@ -389,7 +389,11 @@ class Explainer:
 
     def _probe(self, x: torch.Tensor, task: str | None) -> None:
         """Learn output widths of networks that carry no task metadata."""
-        if task in self.kinds or task in self._n_out:
+        if self.kinds:
+            if task not in self.kinds:
+                raise KeyError(f"the model has no task {task!r}; tasks: {sorted(self.kinds)}")
+            return
+        if task in self._n_out:
             return
         with torch.no_grad():
             out = self.net(x)
