@@ -134,8 +134,6 @@ def test_task_dict_round_trip_through_json():
         assert back == task and hash(back) == hash(task)
 
 
-@pytest.mark.xfail(strict=True, reason="tuple encoder_kwargs come back from JSON as lists: the "
-                   "task no longer compares equal and cannot be hashed")
 def test_task_with_tuple_kwargs_round_trips_through_json():
     task = T.GCS_ORDINAL.replace(encoder_kwargs={"cutoffs": (8, 12)})
     back = Task.from_dict(json.loads(json.dumps(task.to_dict())))
@@ -143,7 +141,6 @@ def test_task_with_tuple_kwargs_round_trips_through_json():
     hash(back)
 
 
-@pytest.mark.xfail(strict=True, reason="loss_targets of a binary task does not check its classes")
 def test_binary_loss_targets_refuse_a_third_class():
     with pytest.raises(ValueError):
         T.PROGNOSIS.loss_targets([0, 1, 2])
@@ -224,3 +221,14 @@ def test_ablations_keep_another_primary_task():
     abl = T.ablations(T.MT_BIN_GCS_BIN_AGE, keep="gcs")
     assert all(p.primary.name == "gcs" for p in abl.values())
     assert len(abl) == 4
+
+
+def test_task_weight_must_be_a_number():
+    with pytest.raises(ValueError, match="weight"):
+        Task("x", "Label (poor_prognosis)", weight="heavy")  # type: ignore[arg-type]
+
+
+def test_ablations_can_raise_the_primary_weight_like_the_scripts():
+    ab = T.ablations(T.MT_BIN_GCS_BIN_AGE, primary_weight=0.5)
+    assert ab["mt_bin_gcs_bin_age"].weights == {"prognosis": 0.4, "gcs": 0.3, "age": 0.3}
+    assert ab["mt_bin_gcs_bin_age-no_gcs"].weights == {"prognosis": 0.5, "age": 0.3}

@@ -120,15 +120,23 @@ class Task:
             raise ValueError(f"Task {self.name!r}: an ordinal task needs n_classes >= 3, got {self.n_classes}")
         if self.kind == "continuous" and self.n_classes != 1:
             object.__setattr__(self, "n_classes", 1)
-        if not (self.weight >= 0 and np.isfinite(self.weight)):
+        try:
+            weight = float(self.weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"Task {self.name!r}: weight must be a number, got {self.weight!r}") from None
+        if not (weight >= 0 and np.isfinite(weight)):
             raise ValueError(f"Task {self.name!r}: weight must be a finite number >= 0, got {self.weight!r}")
+        object.__setattr__(self, "weight", weight)
         if isinstance(self.encoder, str) and self.encoder not in ENCODERS:
             raise ValueError(
                 f"Task {self.name!r}: unknown encoder {self.encoder!r}; known: {sorted(ENCODERS)}"
             )
         if self.decode_rule not in encoding.DECODE_RULES:
             raise ValueError(f"Task {self.name!r}: decode_rule must be one of {encoding.DECODE_RULES}")
-        object.__setattr__(self, "encoder_kwargs", dict(self.encoder_kwargs))
+        # Sequences are kept as tuples, so that a task read back from JSON compares equal and hashes.
+        object.__setattr__(self, "encoder_kwargs", {
+            k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.encoder_kwargs).items()
+        })
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
@@ -178,6 +186,8 @@ class Task:
         arr = np.asarray(classes)
         if self.kind == "ordinal":
             return encoding.cumulative_encode(arr, self.n_classes).astype(np.float32)
+        if self.kind == "binary":
+            arr = _identity_binary(arr)
         return arr.astype(np.float32).reshape(-1, 1)
 
     # -- outputs --------------------------------------------------------------------------------
@@ -347,21 +357,25 @@ def as_preset(tasks: Preset | Sequence[Task] | Task | str, trunk: str | None = N
     return preset
 
 
-def ablations(preset: Preset | Sequence[Task], keep: str | None = None) -> dict[str, Preset]:
+def ablations(preset: Preset | Sequence[Task], keep: str | None = None,
+              primary_weight: float | None = None) -> dict[str, Preset]:
     """The loss ablations of the paper's Fig. 2, derived from a multi-task preset.
 
     Returns every configuration that keeps the primary task (``keep``, default the preset's first
     task) and removes any subset of the auxiliary tasks, largest first: with three tasks the full
     model, the two models with one auxiliary loss removed, and the primary task alone. Removed
-    terms are dropped; the remaining weights stay as they are (e.g. 0.4 / 0.3), as in the paper.
+    terms are dropped; the remaining weights stay as they are (e.g. 0.4 / 0.3), as the paper
+    describes. The authors' scripts raised the prognosis weight to 0.5 in the reduced models; pass
+    ``primary_weight=0.5`` to reproduce that (it applies to every configuration but the full one).
     """
     p = as_preset(preset)
     primary = p[keep] if keep is not None else p.primary
     aux = [t for t in p.tasks if t.name != primary.name]
     out: dict[str, Preset] = {}
+    reduced_primary = primary if primary_weight is None else primary.replace(weight=primary_weight)
     for k in range(len(aux), -1, -1):
         for subset in combinations(aux, k):
-            tasks = (primary, *subset)
+            tasks = ((primary if k == len(aux) else reduced_primary), *subset)
             if k == len(aux):
                 name, label = p.name, p.label
             elif k == 0:
