@@ -154,6 +154,23 @@ def test_skull_strip_keeps_brain_only() -> None:
     assert mask[head == 70.0].all()  # the hematoma stays
 
 
+def test_skull_strip_removes_scalp_joined_through_the_skull_base() -> None:
+    """In the two lowest slices the skull is open and soft tissue joins scalp and brain (like the
+    foramen magnum and the neck); above, the scalp must still be removed."""
+    head = head_ct((64, 64, 8)).transpose(2, 1, 0).astype(np.float32)
+    yy, xx = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    r = np.hypot((xx - 31.5) / 32, (yy - 31.5) / 32)
+    scalp = (r >= 0.88) & (r < 1.0)  # a scalp 4 voxels thick
+    head[:, scalp] = 40.0
+    head[:2][:, (r >= 0.78) & (r < 0.88)] = 40.0  # no bone: soft tissue from brain to scalp
+    mask = strip_skull(head, return_mask=True)[1]
+    assert not mask[2:, scalp].any()
+    assert mask[2:, r < 0.7].all()
+    # without the closed-ring test (no voxel counts as bone) the scalp leaks in
+    leaky = strip_skull(head, return_mask=True, bone_hu=1e9)[1]
+    assert leaky[2:, scalp].any()
+
+
 def test_skull_strip_errors_and_already_stripped_scans() -> None:
     with pytest.raises(ValueError, match="no voxel within"):
         strip_skull(np.full((3, 8, 8), 2000.0))

@@ -42,7 +42,7 @@ __all__ = [
 
 #: Bumped whenever the output of :func:`preprocess_volume` changes for a given configuration, so
 #: that persistent caches keyed by :meth:`PreprocessConfig.key` are not reused across versions.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 Window = Literal["clip", "bandpass"]
 Interpolation = Literal["area", "trilinear", "nearest"]
@@ -286,14 +286,17 @@ def strip_skull(
     iterations: int = 2,
     background: float = -1024.0,
     return_mask: bool = False,
+    bone_hu: float = 300.0,
 ) -> Any:
     """Remove skull, scalp and background from a CT volume in Hounsfield units (offline).
 
-    The brain is taken as the largest 3D connected component of the voxels within ``hu_range``
-    after an in-plane erosion (which cuts the thin links between brain and scalp through the
-    skull's openings); the component is dilated back by the same amount, restricted to the
-    ``hu_range`` voxels, and its holes are filled slice by slice. Works on ``(D, H, W)`` volumes
-    (axial slices along the first axis).
+    Candidates are the voxels within ``hu_range``. In every axial slice where the skull
+    (voxels above ``bone_hu``) forms a closed ring around most of the candidates, only the
+    candidates inside the ring are kept: this removes the scalp even where it joins the brain
+    through the skull base in lower slices. The brain is then the largest 3D connected component
+    of the candidates after an in-plane erosion (which cuts thin links through the skull's
+    openings), dilated back by the same amount, restricted to the candidates, with its holes
+    filled slice by slice. Works on ``(D, H, W)`` volumes (axial slices along the first axis).
 
     Parameters
     ----------
@@ -307,6 +310,8 @@ def strip_skull(
         Value written outside the brain (air).
     return_mask
         Also return the boolean brain mask.
+    bone_hu
+        Voxels above this value are bone (for the closed-ring test).
 
     Returns
     -------
@@ -332,6 +337,15 @@ def strip_skull(
             f"{float(vol.min()):g}..{float(vol.max()):g}); is the volume in Hounsfield units? "
             "Pass skull_strip=False otherwise"
         )
+    bone = vol > bone_hu
+    for d in range(vol.shape[0]):
+        if not bone[d].any():
+            continue  # no skull in this slice (or an already stripped scan)
+        inside = ndimage.binary_fill_holes(bone[d]) & ~bone[d] & candidate[d]
+        if inside.sum() >= 0.5 * candidate[d].sum():
+            candidate[d] = inside
+    if not candidate.any():  # pragma: no cover - the ring test keeps at least half
+        raise ValueError("strip_skull: no brain voxel left inside the skull")
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     core = ndimage.binary_erosion(candidate, plane, iterations=iterations) if iterations else candidate
