@@ -407,3 +407,11 @@ def test_make_phantom_cohort_guards(tmp_path: Path, cohort_dir) -> None:
     c = make_phantom_cohort(2, out_dir=tmp_path, shape=SMALL, progress=False, image_signal=3.0)
     meta = json.loads((tmp_path / "phantom_config.json").read_text())
     assert meta["config"]["image_signal"] == 3.0 and len(c) == 2
+
+
+def test_relative_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cohort = make_phantom_cohort(2, seed=0, out_dir="rel", shape=SMALL, progress=False)
+    assert cohort.root == tmp_path / "rel"
+    assert all(p.is_file() and p.is_relative_to(tmp_path / "rel")
+               for p in cohort.image_paths.values())

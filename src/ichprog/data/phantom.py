@@ -1059,6 +1059,7 @@ def make_phantom_cohort(
                             f"{sorted(unknown)}")
         config = dataclasses.replace(config, **overrides)
     out = Path(tempfile.mkdtemp(prefix="ichprog_phantom_")) if out_dir is None else Path(out_dir)
+    out = out.absolute()
     if (out / "phantom_config.json").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a phantom cohort; pass overwrite=True or "
                               f"choose another out_dir")
