@@ -587,23 +587,20 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
     res.metrics().to_csv(out / "metrics.csv", index=False)
     res.predictions().to_csv(out / "predictions.csv", index=False)
     if tab["shap"]:
-        try:
-            shap_importance = tabular.shap_importance
-        except (AttributeError, ImportError):
-            run.manifest.setdefault("notes", []).append(
-                "SHAP importances were skipped: ichprog.tabular.shap_importance is not available.")
-        else:
-            rows = []
-            for label, r in res.results.items():
-                if r.model not in ("rf", "lr", "dnn") or not r.fitted:
-                    continue
-                imp = _shap_of(shap_importance, r, cohort, seed)
-                rows += [{"model": label, "feature": f, "importance": float(v)}
-                         for f, v in imp.items()]
-                if len(rows) and r.model == "rf":
-                    break
-            pd.DataFrame(rows, columns=["model", "feature", "importance"]).to_csv(
-                out / "shap.csv", index=False)
+        rows = []
+        for label, r in res.results.items():
+            # the tree explainer of the random forest on all variables: exact and fast, out of
+            # fold (each fold's model explains its own test patients)
+            if r.model != "rf" or len(r.features) <= 2:
+                continue
+            imp, expl = tabular.shap_importance(r, cohort, seed=seed, return_explanation=True,
+                                                progress=progress)
+            rows += [{"model": label, "feature": f, "importance": float(v)}
+                     for f, v in zip(imp["feature"], imp["mean_abs_shap"])]
+            tabular.plot_shap(expl, out, name="shap_" + r.model, kinds=("beeswarm",),
+                              title=f"SHAP values, {label}, out of fold")
+        pd.DataFrame(rows, columns=["model", "feature", "importance"]).to_csv(
+            out / "shap.csv", index=False)
     if tab["boundaries"]:
         cut = tabular.decision_boundaries(cohort, seed=seed)
         (out / "boundaries.json").write_text(json.dumps(cut, indent=2), encoding="utf-8")
@@ -612,14 +609,469 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
         run.manifest.setdefault("tabular", {})["learned cut-offs"] = cut
 
 
-def _shap_of(shap_importance: Any, result: Any, cohort: Any, seed: int) -> Mapping[str, float]:
-    """Mean |SHAP| per feature of the fold-0 model of a tabular result."""
-    imp = shap_importance(result.fitted[0], cohort.table, seed=seed)
-    if hasattr(imp, "to_dict") and not isinstance(imp, dict):
-        if hasattr(imp, "columns") and {"feature", "importance"} <= set(imp.columns):
-            return dict(zip(imp["feature"], imp["importance"]))
-        return dict(imp.to_dict())
-    return dict(imp)
+# ------------------------------------------------------------------------------------------------
+# Image models: cross-validation, ablation, saliency, training, prediction
+# ------------------------------------------------------------------------------------------------
+def _preprocess_config(cfg: Mapping[str, Any]) -> Any:
+    from ichprog.data import PreprocessConfig
+
+    p = cfg["preprocess"]
+    return PreprocessConfig(shape=tuple(p["shape"]), window=p["window"],
+                            skull_strip=p["skull_strip"], reorient=p["reorient"])
+
+
+def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
+    from ichprog.training import TrainConfig
+
+    t = cfg["train"]
+    return TrainConfig(max_epochs=t["epochs"], batch_size=t["batch_size"],
+                       accumulation_steps=t["accumulation_steps"], lr=t["lr"],
+                       weight_decay=t["weight_decay"], patience=t["patience"] or None,
+                       seed=seed, device=cfg["run"]["device"], precision=t["precision"],
+                       progress=cfg["run"]["progress"])
+
+
+def _preset(cfg: Mapping[str, Any], name: str) -> Any:
+    import dataclasses
+
+    from ichprog.tasks import Preset, get_preset
+
+    preset = get_preset(name) if isinstance(name, str) else name
+    assert isinstance(preset, Preset)
+    trunk = cfg["model"]["trunk"]
+    if trunk and trunk != preset.trunk:
+        preset = dataclasses.replace(preset, trunk=trunk)
+    return preset
+
+
+def _check_input_size(cfg: Mapping[str, Any], preset: Any) -> None:
+    from ichprog.models.trunks import build_trunk
+
+    spec = build_trunk(preset.trunk)
+    shape = cfg["preprocess"]["shape"]
+    if min(shape) < spec.min_size:
+        raise ConfigError(
+            f"[preprocess] shape: the {preset.trunk} trunk needs every side >= {spec.min_size} "
+            f"voxels, got {shape}; use a larger shape or another trunk")
+
+
+def _fold_seed(seed: int, fold: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), 7, int(fold)]).generate_state(1)[0] % 2**31)
+
+
+def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,
+               folds_to_run: Sequence[int] | None = None) -> dict[str, Any]:
+    """Cross-validate one preset on shared splits; returns tidy metrics, predictions, histories
+    and the bootstrap table of the configured fold."""
+    import numpy as np
+    import pandas as pd
+
+    from ichprog.data import oversample
+    from ichprog.metrics import tidy
+    from ichprog.models import MultiTaskNet
+    from ichprog.training import predict_proba, train
+
+    cfg = run.cfg
+    seed = cfg["run"]["seed"]
+    pcfg = _preprocess_config(cfg)
+    cache = run.out / "cache"
+    labels = dict(zip(cohort.ids, cohort.labels.tolist()))
+    per_fold: dict[int, dict[str, dict[str, float]]] = {}
+    pred_rows: list[dict[str, Any]] = []
+    histories: list[pd.DataFrame] = []
+    folds = [f for f in splits.folds if folds_to_run is None or f.index in folds_to_run]
+    for fold in folds:
+        fseed = _fold_seed(seed, fold.index)
+        train_ids = oversample(fold.train, [labels[i] for i in fold.train], seed=fseed)
+
+        def dataset(ids: Sequence[str], augment: bool, with_targets: bool = True,
+                    fseed: int = fseed) -> Any:
+            return _dataset(cohort, preset, ids, pcfg, cache, augment, fseed, with_targets)
+
+        torch_seed(fseed)
+        model = MultiTaskNet(preset, dropout=cfg["model"]["dropout"])
+        _save_model_config(model, out / f"fold_{fold.index}", cfg)
+        res = train(model, dataset(train_ids, cfg["train"]["augment"]),
+                    dataset(fold.val, False), _train_config(cfg, fseed),
+                    out_dir=out / f"fold_{fold.index}")
+        if res.reused:
+            run.say(f"  fold {fold.index}: reusing the finished training in "
+                    f"{out / f'fold_{fold.index}'}")
+        h = res.history.copy()
+        h.insert(0, "fold", fold.index)
+        histories.append(h)
+        probs = predict_proba(res.model, dataset(fold.test, False, with_targets=False),
+                              device=cfg["run"]["device"], progress=False)
+        truth = cohort.targets(preset, fold.test)
+        per_fold[fold.index] = {}
+        for t in preset:
+            p = np.asarray(probs[t.name])
+            y = np.asarray(truth[t.name])
+            per_fold[fold.index][t.name] = t.metrics(y, p)
+            score, pred = t.score(p), t.decode(p)
+            for i, pid in enumerate(fold.test):
+                pred_rows.append({"fold": fold.index, "id": pid, "task": t.name,
+                                  "y_true": int(y[i]), "score": float(score[i]),
+                                  "pred": int(pred[i])})
+    metrics = tidy(per_fold, model=preset.name)
+    preds = pd.DataFrame(pred_rows)
+    preds.insert(0, "model", preset.name)
+    hist = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    hist.insert(0, "model", preset.name)
+    return {"metrics": metrics, "predictions": preds, "history": hist}
+
+
+def _dataset(cohort: Any, preset: Any, ids: Sequence[str], pcfg: Any, cache: Path, augment: bool,
+             seed: int, with_targets: bool = True) -> Any:
+    from ichprog.data import CTDataset
+
+    targets = None
+    if with_targets:
+        classes = cohort.targets(preset, ids)
+        targets = {t.name: t.loss_targets(classes[t.name]) for t in preset}
+    return CTDataset(cohort, ids, pcfg, targets=targets, augment=augment, cache_dir=cache,
+                     seed=seed, preload=True)
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _bootstrap(cfg: Mapping[str, Any], preds: Any, model: str) -> Any:
+    from ichprog.metrics import binary_metrics, bootstrap_ci
+
+    fold = cfg["cv"]["bootstrap_fold"]
+    part = preds[(preds["model"] == model) & (preds["task"] == "prognosis")
+                 & (preds["fold"] == fold)]
+    if part.empty or cfg["cv"]["bootstrap"] == 0:
+        return None
+    ci = bootstrap_ci(binary_metrics, part["y_true"].to_numpy(), part["score"].to_numpy(),
+                      n_resamples=cfg["cv"]["bootstrap"], seed=cfg["run"]["seed"],
+                      progress=False)
+    ci.insert(0, "model", model)
+    return ci
+
+
+def _splits(run: _Run, cohort: Any) -> Any:
+    from ichprog.data import Splits, make_splits
+
+    cfg = run.cfg
+    path = run.out / "splits.json"
+    splits = make_splits(cohort, folds=cfg["cv"]["folds"], seed=cfg["run"]["seed"],
+                         val_fraction=cfg["cv"]["val_fraction"])
+    if path.is_file():
+        saved = Splits.load(path)
+        if [f.to_dict() for f in saved.folds] == [f.to_dict() for f in splits.folds]:
+            return saved
+    splits.save(path)
+    return splits
+
+
+def _write_results(folder: Path, results: Sequence[Mapping[str, Any]], cfg: Mapping[str, Any],
+                   bootstrap: bool) -> None:
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.concat([r["metrics"] for r in results], ignore_index=True).to_csv(
+        folder / "metrics.csv", index=False)
+    preds = pd.concat([r["predictions"] for r in results], ignore_index=True)
+    preds.to_csv(folder / "predictions.csv", index=False)
+    hist = [r["history"] for r in results if len(r["history"])]
+    if hist:
+        pd.concat(hist, ignore_index=True).to_csv(folder / "history.csv", index=False)
+    if bootstrap:
+        cis = [c for c in (_bootstrap(cfg, preds, m) for m in preds["model"].unique())
+               if c is not None]
+        if cis:
+            pd.concat(cis, ignore_index=True).to_csv(folder / "bootstrap.csv", index=False)
+
+
+def _image_key(cfg: Mapping[str, Any], *extra: Any) -> dict[str, Any]:
+    return _stage_key(cfg, "data", "preprocess", "model", "train") | {
+        "cv": {k: cfg["cv"][k] for k in ("folds", "val_fraction")}, "extra": list(extra)}
+
+
+def _stage_cv(run: _Run, cohort: Any, presets: Sequence[str]) -> None:
+    cfg = run.cfg
+    key = _image_key(cfg, list(presets), cfg["cv"]["bootstrap"], cfg["cv"]["bootstrap_fold"])
+    with run.stage("cv", key) as todo:
+        if not todo:
+            return
+        splits = _splits(run, cohort)
+        results = []
+        for name in presets:
+            preset = _preset(cfg, name)
+            _check_input_size(cfg, preset)
+            run.manifest["labels"][preset.name] = preset.label
+            run.say(f"[cv] {preset.label}: {len(splits.folds)} folds")
+            results.append(_cv_preset(run, cohort, preset, run.out / "cv" / preset.name, splits))
+        run.manifest["model_order"] = [_preset(cfg, n).name for n in presets]
+        _write_results(run.out / "cv", results, cfg, bootstrap=True)
+
+
+def _stage_ablation(run: _Run, cohort: Any) -> None:
+    from ichprog.tasks import ablations
+
+    cfg = run.cfg
+    key = _image_key(cfg, cfg["ablation"])
+    with run.stage("ablation", key) as todo:
+        if not todo:
+            return
+        splits = _splits(run, cohort)
+        configs = list(ablations(_preset(cfg, cfg["ablation"]["preset"])).values())
+        limit = cfg["ablation"]["max_configs"]
+        if limit:
+            # keep the full model and the primary task alone first: the two ends of Fig. 2
+            configs = ([configs[0], configs[-1]] + configs[1:-1])[:limit]
+        results = []
+        for preset in configs:
+            _check_input_size(cfg, preset)
+            run.manifest["labels"][preset.name] = preset.label
+            run.say(f"[ablation] {preset.label}")
+            results.append(_cv_preset(run, cohort, preset, run.out / "ablation" / preset.name,
+                                      splits))
+        _write_results(run.out / "ablation", results, cfg, bootstrap=False)
+
+
+def _save_model_config(model: Any, folder: Path, cfg: Mapping[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"model": model.config(), "preprocess": cfg["preprocess"],
+               "ichprog": __version__}
+    (folder / "model.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def _load_model(folder: Path) -> tuple[Any, Any]:
+    """A trained network (best epoch) and its pre-processing from a folder written by
+    ``ichprog train`` or ``ichprog cv``."""
+    from ichprog.data import PreprocessConfig
+    from ichprog.models import MultiTaskNet
+    from ichprog.training import load_checkpoint
+
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no trained model (no model.json); train one with "
+                                "'ichprog train' or 'ichprog cv'")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from exc
+    net = MultiTaskNet.from_config(meta["model"])
+    load_checkpoint(folder, net, which="best")
+    net.eval()
+    p = meta["preprocess"]
+    pcfg = PreprocessConfig(shape=tuple(p["shape"]), window=p["window"],
+                            skull_strip=p["skull_strip"], reorient=p["reorient"])
+    return net, pcfg
+
+
+def _pick_patients(ids: Sequence[str], labels: Mapping[str, int], n: int) -> list[str]:
+    """Up to ``n`` patients, alternating poor and good prognosis, in fold order."""
+    poor = [i for i in ids if labels[i] == 1]
+    good = [i for i in ids if labels[i] == 0]
+    out: list[str] = []
+    while len(out) < n and (poor or good):
+        for group in (poor, good):
+            if group and len(out) < n:
+                out.append(group.pop(0))
+    return out
+
+
+def _stage_saliency(run: _Run, cohort: Any) -> None:
+    import pandas as pd
+
+    cfg = run.cfg
+    order = run.manifest.get("model_order") or []
+    key = _image_key(cfg, cfg["saliency"], order)
+    with run.stage("saliency", key) as todo:
+        if not todo:
+            return
+        from ichprog import saliency
+        from ichprog.data import Splits, VolumeCache, load_volume
+
+        split_path = run.out / "splits.json"
+        if not order or not split_path.is_file():
+            raise ConfigError(f"no cross-validated models in {run.out}; run 'ichprog cv --out "
+                              f"{run.out}' first")
+        fold_index = cfg["saliency"]["fold"]
+        splits = Splits.load(split_path)
+        if fold_index >= len(splits.folds):
+            raise ConfigError(f"[saliency] fold: {fold_index} is out of range; the run has "
+                              f"{len(splits.folds)} folds (0-{len(splits.folds) - 1})")
+        fold = splits.folds[fold_index]
+        labels = dict(zip(cohort.ids, cohort.labels.tolist()))
+        ids = _pick_patients(fold.test, labels, cfg["saliency"]["n_patients"])
+        models, pcfg = {}, None
+        for name in order:
+            net, pcfg = _load_model(run.out / "cv" / name / f"fold_{fold_index}")
+            models[name] = net
+        assert pcfg is not None
+        cache = VolumeCache(run.out / "cache", pcfg)
+        volumes = {i: cache.get(cohort.image_path(i)) for i in ids}
+        masks = {}
+        for i in ids:
+            mpath = cohort.mask_path(i)
+            if mpath is not None:
+                marr, maff = load_volume(mpath)
+                masks[i] = saliency.mask_to_input_space(marr, maff, pcfg)
+        out = run.out / "saliency"
+        out.mkdir(parents=True, exist_ok=True)
+        labels_txt = run.manifest.get("labels", {})
+        tables = []
+        for method in cfg["saliency"]["methods"]:
+            res = saliency.compute_maps(models, volumes, method=method, task="prognosis",
+                                        target=1, threshold=0.5,
+                                        progress=cfg["run"]["progress"])
+            rows = {i: f"{'poor' if labels[i] else 'good'} prognosis ({i})" for i in ids}
+            fig = saliency.plot_model_grid(volumes, res, masks=masks or None, row_labels=rows,
+                                           model_labels={m: labels_txt.get(m, m) for m in order})
+            fig.savefig(out / f"{method}.png", dpi=100, bbox_inches="tight", facecolor="white")
+            if masks:
+                brains = {i: saliency.brain_mask(v) for i, v in volumes.items() if i in masks}
+                sc = saliency.lesion_scores({m: {i: res.maps[m][i] for i in masks}
+                                             for m in res.maps}, masks, brain_masks=brains)
+                sc.insert(0, "method", method)
+                tables.append(sc)
+        if tables:
+            pd.concat(tables, ignore_index=True).to_csv(out / "lesion_scores.csv", index=False)
+        run.manifest["saliency"] = {"fold": fold_index, "patients": ids}
+
+
+def _cmd_saliency(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    old = args.out / "config.toml"
+    if getattr(args, "config", None) is None and old.is_file():
+        args.config = old  # explain the run with the settings it was trained with
+    run = _start(args)
+    cohort = _load_cohort(run)
+    _stage_saliency(run, cohort)
+    _finish(run, t0)
+    run.say(f"saliency maps in {run.out / 'saliency'}")
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ichprog.data import make_splits, oversample
+    from ichprog.models import MultiTaskNet
+    from ichprog.training import train
+
+    t0 = time.perf_counter()
+    run = _start(args)
+    cfg = run.cfg
+    cohort = _load_cohort(run)
+    preset = _preset(cfg, cfg["model"]["preset"])
+    _check_input_size(cfg, preset)
+    _describe_run(run, "train")
+    seed = cfg["run"]["seed"]
+    # one stratified split: the validation part drives early stopping, nothing is held out
+    val_fraction = cfg["cv"]["val_fraction"]
+    folds = max(2, round(1 / val_fraction))
+    fold = make_splits(cohort, folds=folds, seed=seed, val_fraction=val_fraction).folds[0]
+    fit_ids = list(fold.train) + list(fold.test)
+    labels = dict(zip(cohort.ids, cohort.labels.tolist()))
+    train_ids = oversample(fit_ids, [labels[i] for i in fit_ids], seed=seed)
+    pcfg = _preprocess_config(cfg)
+    cache = run.out / "cache"
+    torch_seed(seed)
+    model = MultiTaskNet(preset, dropout=cfg["model"]["dropout"])
+    out = run.out / "model"
+    _save_model_config(model, out, cfg)
+    res = train(model, _dataset(cohort, preset, train_ids, pcfg, cache, cfg["train"]["augment"],
+                                seed),
+                _dataset(cohort, preset, fold.val, pcfg, cache, False, seed),
+                _train_config(cfg, seed), out_dir=out)
+    res.history.to_csv(out / "history.csv", index=False)
+    if res.reused:
+        run.manifest["reused"].append("train")
+        run.say(f"[train] reusing the finished training in {out}")
+    run.manifest["train"] = {"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+                             "stop_reason": res.stop_reason}
+    _finish(run, t0)
+    run.say(f"model in {out} (best epoch {res.best_epoch} of {res.epochs_run}); predict with "
+            f"'ichprog predict --model {out} SCAN...'")
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from ichprog.data import load_volume, preprocess_volume
+    from ichprog.training import ArrayDataset, predict_proba
+
+    if not args.model.is_dir():
+        raise ConfigError(f"--model: folder {args.model} does not exist")
+    missing = [str(s) for s in args.scans if not s.is_file()]
+    if missing:
+        raise ConfigError("scan file(s) not found: " + ", ".join(missing))
+    net, pcfg = _load_model(args.model)
+    volumes = []
+    for path in args.scans:
+        arr, aff = load_volume(path)
+        volumes.append(preprocess_volume(arr, aff, pcfg))
+    probs = predict_proba(net, ArrayDataset(volumes, ids=[str(p) for p in args.scans]),
+                          progress=not args.no_progress)
+    rows = []
+    for t in net.tasks:
+        p = np.asarray(probs[t.name])
+        score, pred = t.score(p), t.decode(p)
+        for i, path in enumerate(args.scans):
+            rows.append({"scan": str(path), "task": t.name, "score": float(score[i]),
+                         "prediction": int(pred[i]),
+                         "probabilities": " ".join(f"{v:.4f}" for v in p[i].ravel())})
+    df = pd.DataFrame(rows)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out, index=False)
+        if not args.quiet:
+            print(f"wrote {args.out}")
+    else:
+        print(df.to_string(index=False))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ichprog.report import build_report
+
+    t0 = time.perf_counter()
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    run = _start(args, base=DEMO_MODES[mode])
+    cfg = run.cfg
+    if cfg["data"]["source"] != "phantom":
+        run.say("note: the demo runs on your cohort ([data] source = 'table')")
+    run.manifest["mode"] = mode
+    cohort = _load_cohort(run)
+    _describe_run(run, "phantom", "tabular", "cv", "ablation", "saliency", "report")
+    run.manifest["summary"]["demo mode"] = mode
+    run.manifest["subtitle"] = (f"ichprog demo ({mode} mode), {time.strftime('%Y-%m-%d %H:%M')}, "
+                                f"ichprog {__version__}")
+    run.manifest["notes"] = _demo_notes(cfg, mode)
+    run.save()
+    _stage_tabular(run, cohort)
+    _stage_cv(run, cohort, cfg["cv"]["models"])
+    _stage_ablation(run, cohort)
+    _stage_saliency(run, cohort)
+    _finish(run, t0)
+    paths = build_report(run.out)
+    run.say(f"report: {paths['html']} (Markdown: {paths['markdown']}); total "
+            f"{_duration(run.manifest['wall_time_s'])}")
+    return EXIT_OK
+
+
+def _demo_notes(cfg: Mapping[str, Any], mode: str) -> list[str]:
+    notes = []
+    if mode != "full":
+        notes.append(
+            "CPU sizes: a DenseNet121 training step at the paper's input of 1 x 40 x 301 x 301 "
+            "costs about 4.4 s per sample on a CPU (float32), so this run uses a smaller input "
+            f"({' x '.join(map(str, cfg['preprocess']['shape']))}) and the "
+            f"'{cfg['model']['trunk'] or 'preset'}' trunk, {cfg['cv']['folds']} folds and "
+            f"{cfg['train']['epochs']} epochs. `ichprog demo --full` runs the paper's protocol "
+            "(10 folds, 100 epochs, 40 x 301 x 301, DenseNet121) on a GPU.")
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -885,8 +1337,58 @@ def _cmd_tabular(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cv(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    run = _start(args)
+    cohort = _load_cohort(run)
+    _describe_run(run, "cv")
+    _stage_cv(run, cohort, run.cfg["cv"]["models"])
+    _finish(run, t0)
+    run.say(f"cross-validation results in {run.out / 'cv'}; 'ichprog report {run.out}' "
+            "builds the report")
+    return EXIT_OK
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    run = _start(args)
+    cohort = _load_cohort(run)
+    _describe_run(run, "ablation")
+    _stage_ablation(run, cohort)
+    _finish(run, t0)
+    run.say(f"ablation results in {run.out / 'ablation'}")
+    return EXIT_OK
+
+
+def _describe_run(run: _Run, *stages: str) -> None:
+    cfg = run.cfg
+    trunk = cfg["model"]["trunk"] or "the preset's (densenet121 / perez2023)"
+    s = {
+        "cohort": (f"phantom, {cfg['data']['n_patients']} patients, scans "
+                   + " x ".join(map(str, cfg["data"]["phantom_shape"]))
+                   if cfg["data"]["source"] == "phantom" else f"table {cfg['data']['table']}"),
+        "network input (C, D, H, W)": "1 x " + " x ".join(map(str, cfg["preprocess"]["shape"])),
+        "trunk": trunk,
+        "folds": f"{cfg['cv']['folds']} (validation part {cfg['cv']['val_fraction']:g})",
+        "epochs": (f"{cfg['train']['epochs']}, early stopping "
+                   + (f"patience {cfg['train']['patience']}" if cfg["train"]["patience"]
+                      else "off")),
+        "batch": (f"{cfg['train']['batch_size']} x {cfg['train']['accumulation_steps']} "
+                  "accumulation steps"),
+        "optimizer": f"AdamW lr {cfg['train']['lr']:g}, weight decay {cfg['train']['weight_decay']:g}",
+        "augmentation": "on" if cfg["train"]["augment"] else "off",
+        "bootstrap": f"{cfg['cv']['bootstrap']} resamples on test fold {cfg['cv']['bootstrap_fold'] + 1}",
+        "seed": str(cfg["run"]["seed"]),
+        "stages": ", ".join(stages),
+    }
+    run.manifest["summary"] = s
+    run.save()
+
+
 _HANDLERS: dict[str, _Handler] = {"report": _cmd_report, "phantom": _cmd_phantom,
-                                  "tabular": _cmd_tabular}
+                                  "tabular": _cmd_tabular, "cv": _cmd_cv,
+                                  "ablation": _cmd_ablation, "saliency": _cmd_saliency,
+                                  "train": _cmd_train, "predict": _cmd_predict, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,200 @@
+"""Tests of the ``ichprog`` command line: configuration validation, exit codes, help, and one
+small stage end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ichprog import cli
+from ichprog.cli import (
+    CONFIG_SCHEMA,
+    DEMO_MODES,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    default_config,
+    dump_config,
+    load_config,
+    main,
+    validate_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["demo", "phantom", "tabular", "train", "cv", "ablation", "predict", "saliency",
+            "report"]
+
+
+# -- configuration -------------------------------------------------------------------------------
+def test_defaults_are_the_papers_recipe():
+    cfg = default_config()
+    # the paper's training recipe (METHOD-NOTES section 3)
+    assert cfg["train"]["batch_size"] == 8
+    assert cfg["train"]["accumulation_steps"] == 3
+    assert cfg["train"]["lr"] == pytest.approx(1e-3)
+    assert cfg["train"]["weight_decay"] == pytest.approx(1e-4)
+    assert cfg["train"]["patience"] == 20
+    assert cfg["train"]["epochs"] == 100
+    assert cfg["cv"]["folds"] == 10 and cfg["cv"]["bootstrap"] == 1000
+    assert cfg["cv"]["val_fraction"] == pytest.approx(0.1)
+
+
+def test_full_demo_mode_is_the_papers_protocol():
+    full = validate_config({}, base=DEMO_MODES["full"])
+    assert full["preprocess"]["shape"] == [40, 301, 301]
+    assert full["model"]["trunk"] == "densenet121"
+    assert full["cv"]["folds"] == 10 and full["train"]["epochs"] == 100
+    assert full["data"]["n_patients"] == 261
+
+
+@pytest.mark.parametrize("raw, pattern", [
+    ({"trian": {"epochs": 3}}, r"my\.toml: unknown section \[trian\]"),
+    ({"train": {"epoch": 3}}, r"my\.toml: unknown key 'epoch' in \[train\]; known keys: epochs"),
+    ({"train": {"epochs": "5"}}, r"my\.toml: \[train\] epochs: expected an integer, got string"),
+    ({"train": {"epochs": 2.0}}, r"\[train\] epochs: expected an integer, got float"),
+    ({"train": {"epochs": True}}, r"\[train\] epochs: expected an integer, got boolean"),
+    ({"train": {"epochs": 0}}, r"\[train\] epochs: 0 is out of range; valid range \[1, 100000\]"),
+    ({"train": {"lr": 0.0}}, r"\[train\] lr: 0.0 is out of range; valid range \(0, 10\]"),
+    ({"cv": {"val_fraction": 1.0}}, r"\[cv\] val_fraction: 1.0 is out of range"),
+    ({"train": {"augment": "yes"}}, r"\[train\] augment: expected a boolean"),
+    ({"model": {"preset": "mt"}}, r"\[model\] preset: 'mt' is not one of 'baseline_perez'"),
+    ({"preprocess": {"shape": [32, 64]}}, r"\[preprocess\] shape: expected 3 values, got 2"),
+    ({"preprocess": {"shape": [32, 64, 4]}}, r"\[preprocess\] shape\[2\]: 4 is out of range"),
+    ({"cv": {"models": ["mt_ord_gcs_bin_age", "x"]}}, r"\[cv\] models\[1\]: 'x' is not one of"),
+    ({"train": 3}, r"\[train\] must be a table"),
+])
+def test_validation_errors_name_file_section_and_key(raw, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate_config(raw, source="my.toml")
+
+
+def test_optional_float_accepts_integers_and_none():
+    assert validate_config({"model": {"dropout": 0}})["model"]["dropout"] == 0.0
+    assert validate_config({})["model"]["dropout"] is None
+
+
+def test_load_config_reports_file_and_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_config(bad)
+
+
+def test_dump_config_round_trips(tmp_path):
+    cfg = validate_config({"train": {"epochs": 7, "lr": 3e-4}, "cv": {"models": ["baseline_age"]},
+                           "model": {"dropout": 0.25}, "run": {"name": 'quote " and ü'}})
+    path = tmp_path / "c.toml"
+    path.write_text(dump_config(cfg), encoding="utf-8")
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_example_configurations_are_valid(path):
+    cfg = load_config(path)
+    assert set(cfg) == set(CONFIG_SCHEMA)
+
+
+def test_cli_docs_list_every_configuration_key():
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for section, keys in CONFIG_SCHEMA.items():
+        assert f"[{section}]" in text, section
+        for key in keys:
+            assert re.search(rf"\| `{key}` \|", text), f"[{section}] {key} missing from docs/cli.md"
+
+
+# -- parser, help and exit codes ------------------------------------------------------------------
+def test_help_of_every_command_has_examples_and_exit_codes(capsys):
+    assert main(["--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for c in COMMANDS:
+        assert c in out
+    for c in COMMANDS:
+        assert main([c, "--help"]) == EXIT_OK
+        text = capsys.readouterr().out
+        assert "examples:" in text and "exit codes: 0 success, 2 usage" in text, c
+
+
+def test_version(capsys):
+    from ichprog import __version__
+
+    assert main(["--version"]) == EXIT_OK
+    assert __version__ in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2_without_traceback(capsys, tmp_path):
+    assert main([]) == EXIT_USAGE
+    assert main(["frobnicate"]) == EXIT_USAGE
+    assert main(["cv"]) == EXIT_USAGE  # --out is required
+    capsys.readouterr()
+    assert main(["cv", "--out", str(tmp_path / "o"), "--set", "train.epochs=0"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "command line: [train] epochs: 0 is out of range" in err
+    assert "Traceback" not in err
+    assert main(["cv", "--out", str(tmp_path / "o"), "--set", "epochs=3"]) == EXIT_USAGE
+    assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == EXIT_USAGE
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["tabular", "--out", str(tmp_path / "o"), "--table", str(tmp_path / "x.csv")]) \
+        == EXIT_USAGE
+    assert "x.csv does not exist" in capsys.readouterr().err
+
+
+def test_config_file_then_set_then_flags_precedence(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 7\nlr = 0.01\n[cv]\nfolds = 4\n")
+    args = cli.build_parser().parse_args(
+        ["cv", "--out", str(tmp_path), "--config", str(path), "--set", "train.epochs=9",
+         "--folds", "3", "--preset", "baseline_age", "--preset", "mt_bin_gcs_bin_age"])
+    cfg = cli._config_from_args(args)
+    assert cfg["train"]["epochs"] == 9 and cfg["train"]["lr"] == pytest.approx(0.01)
+    assert cfg["cv"]["folds"] == 3
+    assert cfg["cv"]["models"] == ["baseline_age", "mt_bin_gcs_bin_age"]
+
+
+def test_invalid_data_is_a_runtime_failure_naming_the_column(tmp_path, capsys):
+    table = pd.DataFrame({"PatientID": ["1", "2"], "Label (poor_prognosis)": [0, 1],
+                          "GCS": [14, 21], "Age": [60, 70]})
+    path = tmp_path / "clinical.csv"
+    table.to_csv(path, index=False)
+    code = main(["tabular", "--out", str(tmp_path / "o"), "--table", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILURE
+    assert "GCS" in err and "Traceback" not in err
+
+
+# -- one stage end to end on a tiny phantom -------------------------------------------------------
+@pytest.mark.slow
+def test_tabular_stage_on_a_tiny_phantom_and_reuse(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["tabular", "--out", str(out), "--n-patients", "24", "--no-progress",
+            "--set", "data.phantom_shape=[12,32,32]", "--set", "tabular.folds=2",
+            "--set", "tabular.dnn_epochs=2", "--set", "tabular.shap=false"]
+    assert main(argv) == EXIT_OK
+    tidy = pd.read_csv(out / "tabular" / "metrics.csv")
+    assert list(tidy.columns) == ["model", "fold", "task", "metric", "value"]
+    assert set(tidy["fold"]) == {0, 1}
+    assert "LR (GCS & age)" in set(tidy["model"])
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["cohort"]["patients"] == 24
+    assert set(manifest["timings"]) >= {"phantom", "tabular"}
+    assert load_config(out / "config.toml")["tabular"]["folds"] == 2
+    capsys.readouterr()
+    # a second run reuses both stages and says so
+    assert main(argv) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "[phantom] reusing" in err and "[tabular] reusing" in err
+    # a changed setting recomputes the stage it affects
+    assert main(argv[:-2] + ["--set", "tabular.folds=3", "--set", "tabular.shap=false"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "[phantom] reusing" in err and "[tabular] running" in err
+    assert set(pd.read_csv(out / "tabular" / "metrics.csv")["fold"]) == {0, 1, 2}
+    # and the report builds from what is there
+    assert main(["report", str(out), "-q"]) == EXIT_OK
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
