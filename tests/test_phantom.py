@@ -415,3 +415,18 @@ def test_relative_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert cohort.root == tmp_path / "rel"
     assert all(p.is_file() and p.is_relative_to(tmp_path / "rel")
                for p in cohort.image_paths.values())
+
+
+def test_overwrite_leaves_no_stale_patient(tmp_path: Path) -> None:
+    from ichprog.data import load_cohort
+
+    make_phantom_cohort(5, seed=0, out_dir=tmp_path, shape=SMALL, progress=False)
+    (tmp_path / "notes.txt").write_text("kept")
+    make_phantom_cohort(3, seed=1, out_dir=tmp_path, shape=SMALL, progress=False,
+                        overwrite=True)
+    scans = sorted(p.name for p in tmp_path.rglob("*.nii.gz"))
+    assert len(scans) == 6  # 3 scans + 3 masks
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+    loaded = load_cohort(tmp_path / "clinical.csv", image_dir=tmp_path,
+                         mask_dir=tmp_path / "masks")
+    assert loaded.ids == ["1", "2", "3"]

@@ -998,6 +998,22 @@ def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     return gzip.compress(img.to_bytes(), compresslevel=1, mtime=0)
 
 
+def _remove_previous(out: Path, good: str, poor: str) -> None:
+    """Delete the scans, masks and tables that an earlier phantom cohort wrote into ``out``."""
+    meta_path = out / "phantom_config.json"
+    try:
+        n_prev = int(json.loads(meta_path.read_text(encoding="utf-8"))["n"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{meta_path}: not a phantom cohort description ({exc}); remove the "
+                         f"folder by hand") from exc
+    for pid in range(1, n_prev + 1):
+        for path in (out / good / f"{pid}.nii.gz", out / poor / f"{pid}.nii.gz",
+                     out / "masks" / f"{pid}_mask.nii.gz"):
+            path.unlink(missing_ok=True)
+    for name in ("clinical.csv", "phantom_truth.csv", "phantom_config.json"):
+        (out / name).unlink(missing_ok=True)
+
+
 def make_phantom_cohort(
     n: int = 120,
     seed: int = 0,
@@ -1027,8 +1043,10 @@ def make_phantom_cohort(
     progress
         Show a progress bar over patients.
     overwrite
-        Allow writing into a folder that already holds a phantom cohort (its files are
-        replaced; other files are left alone). Without it such a folder raises.
+        Allow writing into a folder that already holds a phantom cohort: the scans and masks
+        of its patients (as listed by its ``phantom_config.json``) are deleted first, so that
+        no stale patient is left behind; other files are left alone. Without it such a folder
+        raises ``FileExistsError``.
     **overrides
         Any :class:`PhantomConfig` field, e.g. ``image_signal=2.0`` or ``noise_hu=0``.
 
@@ -1064,6 +1082,8 @@ def make_phantom_cohort(
         raise FileExistsError(f"{out} already holds a phantom cohort; pass overwrite=True or "
                               f"choose another out_dir")
     table, truth = phantom_table(n, seed, config)
+    if (out / "phantom_config.json").exists():
+        _remove_previous(out, GOOD_FOLDER, POOR_FOLDER)
     for sub in (GOOD_FOLDER, POOR_FOLDER, "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     image_paths: dict[str, Path] = {}
