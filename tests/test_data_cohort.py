@@ -267,3 +267,21 @@ def test_zero_padding_mismatch_gets_a_hint(tmp_path: Path) -> None:
         save_volume(head_ct((16, 16, 4)), np.eye(4), tmp_path / f"{i}.nii.gz")
     with pytest.raises(ValueError, match=r"only by leading zeros .*table '000' / file '0'"):
         load_cohort(tmp_path / "clinical.csv")
+
+
+def test_schema_report_and_all_columns() -> None:
+    from ichprog.data import schema
+
+    table = clinical_table(5)
+    table.loc[1, "Gender"] = 2
+    table["Glucose"] = [100.0, np.nan, 130.0, 90.0, 110.0]
+    table["extra"] = 1
+    cohort = Cohort(table, None)
+    report = cohort.check_schema().set_index("column")
+    assert len(report) == len(schema.COLUMNS) - 1 + 1  # schema columns + the extra one
+    assert report.loc["Gender", "invalid"] == 1 and report.loc["Gender", "first invalid"] == "001"
+    assert report.loc["Glucose", "missing"] == 1 and report.loc["Glucose", "invalid"] == 0
+    assert not report.loc["Urea", "present"]
+    assert report.loc["extra", "expected"] == "(not in schema)"
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['Antihypertensive_drugs'"):
+        Cohort(table, None, required_columns="all")

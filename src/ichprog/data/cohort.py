@@ -200,6 +200,14 @@ def _validate_columns(
     return incomplete
 
 
+def _resolve_required(required: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(required, str):
+        if required == "all":
+            return tuple(c for c in schema.COLUMNS if c != schema.ID_COLUMN)
+        raise ValueError(f"required_columns must be a list of columns or 'all', got {required!r}")
+    return tuple(required)
+
+
 def _as_path_map(
     paths: Mapping[Any, Any] | None, root: Path | None, what: str
 ) -> dict[str, Path]:
@@ -238,7 +246,8 @@ class Cohort:
         Folder that relative paths are resolved against (kept as ``cohort.root``).
     required_columns
         Columns checked for presence, missing values and range: the prognosis label (0/1), GCS
-        (integer 3-15) and age (0-120 years) by default.
+        (integer 3-15) and age (0-120 years) by default; ``"all"`` for the 43 clinical columns
+        of :data:`ichprog.data.schema.COLUMNS` (binary columns 0/1, numeric ones finite).
     check_files
         Check that every image and mask file exists.
 
@@ -279,7 +288,7 @@ class Cohort:
         mask_paths: Mapping[Any, Any] | None = None,
         root: str | os.PathLike[str] | None = None,
         *,
-        required_columns: Sequence[str] = REQUIRED_COLUMNS,
+        required_columns: Sequence[str] | str = REQUIRED_COLUMNS,
         check_files: bool = True,
     ) -> None:
         if not isinstance(table, pd.DataFrame):
@@ -293,7 +302,7 @@ class Cohort:
             self.table = _index_by_patient(table, source)
         if len(self.table) == 0:
             raise ValueError(f"{source}: the table has no patient")
-        self.required_columns = tuple(required_columns)
+        self.required_columns = _resolve_required(required_columns)
         _validate_columns(self.table, self.required_columns, source, allow_missing_values=False)
         self._images = _as_path_map(image_paths, self.root, "image_paths")
         self._masks = _as_path_map(mask_paths, self.root, "mask_paths")
@@ -445,6 +454,58 @@ class Cohort:
         return out
 
     # -- reporting --------------------------------------------------------------------------
+    def check_schema(self) -> pd.DataFrame:
+        """How the table matches the clinical schema of :mod:`ichprog.data.schema`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per schema column (``PatientID`` excepted) with ``present``, ``missing``
+            (number of empty cells), ``invalid`` (values outside the column's domain: 0/1 for
+            binary columns, 3-15 for GCS, the age range, finite numbers otherwise), ``first
+            invalid`` (a patient ID) and ``expected``; columns of the table outside the schema
+            are listed with ``present=True`` and ``expected="(not in schema)"``.
+        """
+        rows = []
+        for col in schema.COLUMNS:
+            if col == schema.ID_COLUMN:
+                continue
+            if col == schema.LABEL_COLUMN or col in schema.BINARY_COLUMNS:
+                expected = "0 or 1"
+            elif col == schema.GCS_COLUMN:
+                expected = "integer 3-15"
+            elif col == schema.AGE_COLUMN:
+                expected = f"{AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years"
+            else:
+                expected = "finite number"
+            if col not in self.table.columns:
+                rows.append({"column": col, "present": False, "missing": len(self),
+                             "invalid": 0, "first invalid": None, "expected": expected})
+                continue
+            raw = self.table[col]
+            v = pd.to_numeric(raw, errors="coerce")
+            missing = raw.isna()
+            bad = v.isna() & ~missing
+            ok = v[~v.isna()]
+            if expected == "0 or 1":
+                out = ~ok.isin([0, 1])
+            elif col == schema.GCS_COLUMN:
+                out = (ok < 3) | (ok > 15) | (ok != np.round(ok))
+            elif col == schema.AGE_COLUMN:
+                out = (ok < AGE_RANGE[0]) | (ok > AGE_RANGE[1])
+            else:
+                out = ~np.isfinite(ok)
+            bad_ids = list(bad[bad].index) + list(out[out].index)
+            rows.append({"column": col, "present": True, "missing": int(missing.sum()),
+                         "invalid": len(bad_ids), "first invalid": bad_ids[0] if bad_ids else None,
+                         "expected": expected})
+        for col in self.table.columns:
+            if col not in schema.COLUMNS:
+                rows.append({"column": col, "present": True,
+                             "missing": int(self.table[col].isna().sum()), "invalid": 0,
+                             "first invalid": None, "expected": "(not in schema)"})
+        return pd.DataFrame(rows)
+
     def summary(self) -> pd.Series:
         """Counts and distributions: patients, labels, GCS severity, age, images and masks."""
         t = self.table
@@ -617,7 +678,7 @@ def load_cohort(
     *,
     suffix: str | None = None,
     check_images: Literal["none", "header", "full"] = "header",
-    required_columns: Sequence[str] = REQUIRED_COLUMNS,
+    required_columns: Sequence[str] | str = REQUIRED_COLUMNS,
     progress: bool = False,
 ) -> Cohort:
     """Load a cohort: the clinical table joined by ``PatientID`` to the scans of a folder.
@@ -683,6 +744,7 @@ def load_cohort(
     images, folder_label, _ = _find_images(image_dir, layout, suffix)
     masks = _find_masks(Path(mask_dir).absolute()) if mask_dir is not None else {}
 
+    required_columns = _resolve_required(required_columns)
     dropped: dict[str, str] = {}
     incomplete = _validate_columns(df, required_columns, source, allow_missing_values=drop_incomplete)
     for pid in incomplete:
