@@ -99,6 +99,11 @@ def test_other_inputs_and_no_validation() -> None:
     assert all(f.val == [] for f in a)
     b = make_splits(pd.Series(labels, index=ids), folds=4, seed=0, val_fraction=0.0)
     assert a.to_dict() == b.to_dict()
+    table = pd.DataFrame({"PatientID": ids, "Label (poor_prognosis)": labels})
+    c = make_splits(table, folds=4, seed=0, val_fraction=0.0)
+    assert a.to_dict() == c.to_dict()
+    with pytest.raises(ValueError, match="no 'Label"):
+        make_splits(table.drop(columns=["Label (poor_prognosis)"]), folds=4)
 
 
 def test_clear_errors() -> None:

@@ -198,6 +198,14 @@ def _ids_and_labels(cohort: Any, labels: Any) -> tuple[list[str], np.ndarray]:
         if hasattr(cohort, "ids") and hasattr(cohort, "labels"):
             ids = [str(i) for i in cohort.ids]
             lab = np.asarray(cohort.labels)
+        elif hasattr(cohort, "columns"):  # a clinical table (DataFrame)
+            from ichprog.data.schema import ID_COLUMN, LABEL_COLUMN
+
+            if LABEL_COLUMN not in cohort.columns:
+                raise ValueError(f"make_splits: the table has no {LABEL_COLUMN!r} column")
+            table = cohort.set_index(ID_COLUMN) if ID_COLUMN in cohort.columns else cohort
+            ids = [str(i) for i in table.index]
+            lab = np.asarray(table[LABEL_COLUMN].to_numpy())
         elif hasattr(cohort, "index") and hasattr(cohort, "to_numpy"):  # a pandas Series
             ids = [str(i) for i in cohort.index]
             lab = np.asarray(cohort.to_numpy())
@@ -233,8 +241,9 @@ def make_splits(
     Parameters
     ----------
     cohort
-        A :class:`ichprog.data.Cohort` (stratified on its prognosis label), a pandas Series of
-        labels indexed by patient ID, or a sequence of IDs together with ``labels``.
+        A :class:`ichprog.data.Cohort` (stratified on its prognosis label), a clinical table
+        (DataFrame with the label column, indexed by or holding ``PatientID``), a pandas Series
+        of labels indexed by patient ID, or a sequence of IDs together with ``labels``.
     folds
         Number of folds (``>= 2``, at most the size of the smallest class).
     seed
