@@ -68,8 +68,9 @@ def test_table_cells_and_markdown(tmp_path):
     rep = Report("t")
     rep.table(df, caption="Table 1")
     html = rep.to_html()
-    assert "<caption>Table 1</caption>" in html
-    assert "<td>0.812</td>" in html and "<td>n/a</td>" in html
+    assert '<p class="caption">Table 1</p>' in html
+    assert '<td class="num">0.812</td>' in html and '<td class="num">n/a</td>' in html
+    assert "<td>a|b</td>" in html  # text cells are not numbers
     md = rep.to_markdown()
     assert "| model | AUC | note |" in md
     assert "| LR | 0.812 | a\\|b |" in md

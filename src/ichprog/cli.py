@@ -832,8 +832,13 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
             _check_input_size(cfg, preset)
             run.manifest["labels"][preset.name] = preset.label
             run.say(f"[ablation] {preset.label}")
-            results.append(_cv_preset(run, cohort, preset, run.out / "ablation" / preset.name,
-                                      splits))
+            # a configuration also cross-validated by the cv stage reuses its trained folds
+            same = run.out / "cv" / preset.name
+            folder = run.out / "ablation" / preset.name
+            if same.is_dir() and preset.name in _PRESET_CHOICES \
+                    and preset == _preset(cfg, preset.name):
+                folder = same
+            results.append(_cv_preset(run, cohort, preset, folder, splits))
         _write_results(run.out / "ablation", results, cfg, bootstrap=False)
 
 
@@ -1038,7 +1043,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     mode = "quick" if args.quick else "full" if args.full else "default"
-    run = _start(args, base=DEMO_MODES[mode])
+    base = {k: dict(v) for k, v in DEMO_MODES[mode].items()}
+    base["run"] = {"name": f"phantom demo ({mode})"}
+    run = _start(args, base=base)
     cfg = run.cfg
     if cfg["data"]["source"] != "phantom":
         run.say("note: the demo runs on your cohort ([data] source = 'table')")

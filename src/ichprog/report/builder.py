@@ -34,10 +34,11 @@ border-radius:4px}
 .note.warning{border-color:#bf8700;background:#fff8c5}
 .note.error{border-color:#cf222e;background:#ffebe9}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #d0d7de;padding:4px 9px;text-align:right;white-space:nowrap}
+th,td{border:1px solid #d0d7de;padding:4px 9px;text-align:left;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f6f8fa}
 td.idx,th.idx{text-align:left;font-weight:600}
-caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:4px}
+.caption{font-weight:600;margin:1.2em 0 .3em}
 figure{margin:1em 0 1.6em}
 figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{color:#57606a;font-size:.9em;margin-top:.3em}
@@ -209,18 +210,25 @@ class Report:
             return float_format.format(value)
         return str(value)
 
+    def _cell_html(self, value: Any, float_format: str) -> str:
+        text = self._format(value, float_format)
+        numeric = isinstance(value, (int, float)) or bool(re.match(r"^-?\d", text)) or text == "n/a"
+        cls = ' class="num"' if numeric else ""
+        return f"<td{cls}>{html.escape(text)}</td>"
+
     def _table_html(self, p: dict[str, Any]) -> str:
         df: pd.DataFrame = p["df"]
         ff = p["float_format"]
-        parts = ['<div class="tablewrap"><table>']
+        parts = []
         if p["caption"]:
-            parts.append(f"<caption>{_inline_html(p['caption'])}</caption>")
+            parts.append(f'<p class="caption">{_inline_html(p["caption"])}</p>')
+        parts.append('<div class="tablewrap"><table>')
         head = ['<th class="idx">' + html.escape(str(df.index.name or "")) + "</th>"] if p["index"] else []
         head += [f"<th>{html.escape(str(c))}</th>" for c in df.columns]
         parts.append("<thead><tr>" + "".join(head) + "</tr></thead><tbody>")
         for idx, row in df.iterrows():
             cells = [f'<td class="idx">{html.escape(str(idx))}</td>'] if p["index"] else []
-            cells += [f"<td>{html.escape(self._format(v, ff))}</td>" for v in row.tolist()]
+            cells += [self._cell_html(v, ff) for v in row.tolist()]
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></div>")
         return "".join(parts)

@@ -252,37 +252,47 @@ def confusion_figure(items: Mapping[str, tuple[Any, Any]], labels: Sequence[Any]
     return fig
 
 
-def training_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "") -> Any:
-    """Training curves: losses (left) and the monitored validation metric (right) per epoch.
+def training_curves_figure(histories: Mapping[str, pd.DataFrame],
+                           loss_columns: Sequence[str] = ("train_loss", "val_loss"),
+                           score_columns: Sequence[str] = ("val_score", "val_prognosis_auc"),
+                           title: str = "") -> Any:
+    """Training curves: losses (left panel) and validation scores (right panel) per epoch.
 
     Parameters
     ----------
     histories
         ``{label: DataFrame}``; each DataFrame has one row per epoch, an ``epoch`` column (or
-        the index) and numeric columns. Columns whose name contains ``loss`` go to the left
-        panel, the others to the right one.
+        the index counts epochs from 1) and the columns named below (missing ones are skipped).
+        The histories of :func:`ichprog.training.train` qualify.
+    loss_columns
+        Columns drawn in the left panel; names starting with ``train`` are dashed.
+    score_columns
+        Columns drawn in the right panel (``val_score`` is the monitored early-stopping score:
+        the validation balanced accuracy of the primary task).
     title
         Figure title.
     """
     plt = _plt()
-    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", ":", "-.", "--"]
     for k, (label, h) in enumerate(histories.items()):
-        h = h.copy()
         x = h["epoch"].to_numpy() if "epoch" in h.columns else np.arange(1, len(h) + 1)
         c = colors[k % len(colors)]
-        for col in h.columns:
-            if col == "epoch" or not pd.api.types.is_numeric_dtype(h[col]):
-                continue
-            ls = "--" if col.startswith("train") else "-"
-            ax = ax_l if "loss" in col else ax_r
-            ax.plot(x, h[col].to_numpy(dtype=float), ls=ls, c=c, lw=1.4, label=f"{label}: {col}")
-    ax_l.set_title("loss")
-    ax_r.set_title("validation metrics")
+        for ax, cols in ((ax_l, loss_columns), (ax_r, score_columns)):
+            for j, col in enumerate(cols):
+                if col not in h.columns:
+                    continue
+                ls = "--" if col.startswith("train") else styles[j % len(styles)]
+                ax.plot(x, pd.to_numeric(h[col], errors="coerce").to_numpy(dtype=float), ls=ls,
+                        c=c, lw=1.5, marker="o", ms=2.5, label=f"{label}: {col}")
+    ax_l.set_title("loss (dashed: training, solid: validation)", fontsize=9)
+    ax_r.set_title("validation scores", fontsize=9)
     for ax in (ax_l, ax_r):
         ax.set_xlabel("epoch")
         if ax.lines:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1,
+                      frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -64,6 +64,24 @@ PHANTOM_NOTE = (
     "the paper's published numbers printed beside them."
 )
 
+#: Captions of the figures the stages write, by file stem.
+FIGURE_CAPTIONS: dict[str, str] = {
+    "decision_regions": "Decision regions of models trained on GCS and age, with the learned "
+                        "cut-offs (dashed; the paper's supplementary Fig. 4)",
+    "shap_rf_beeswarm": "SHAP values of the random forest on all variables, out of fold (each "
+                        "fold's model explains its own test patients)",
+    "guided_backprop": "Guided backpropagation of the prognosis head (evidence for poor "
+                       "prognosis; the paper's Fig. 6); cyan: the phantom's lesion mask",
+    "guided_gradcam": "Guided Grad-CAM of the prognosis head (the paper's Fig. 5); cyan: the "
+                      "phantom's lesion mask",
+    "gradcam": "Grad-CAM of the prognosis head; cyan: the phantom's lesion mask",
+}
+
+
+def _caption(png: Path) -> str:
+    return FIGURE_CAPTIONS.get(png.stem, png.stem.replace("_", " ").capitalize())
+
+
 _BINARY_METRICS = ["auc", "accuracy", "balanced_accuracy", "specificity", "npv", "precision",
                    "recall", "f1"]
 _ORDINAL_METRICS = ["accuracy", "balanced_accuracy", "mae", "rmse", "uoc", "qwk"]
@@ -148,10 +166,11 @@ def _section_tabular(rep: Report, run_dir: Path, labels: dict[str, str]) -> None
             s = pd.Series(part["importance"].to_numpy(), index=part["feature"].astype(str))
             title = f"SHAP importance ({labels.get(str(model), model)})" if model else "SHAP importance"
             rep.figure(importance_figure(s, title=title), name=f"shap-{model}",
-                       caption="Mean absolute SHAP value per feature (Supplementary Fig. 1 of "
-                               "the paper: GCS and age dominate)")
+                       caption="Mean absolute SHAP value per feature, out of fold (in the "
+                               "paper's Supplementary Fig. 1, GCS and age were the main "
+                               "predictors)")
     for png in sorted((run_dir / "tabular").glob("*.png")):
-        rep.figure(png, caption=png.stem.replace("_", " ").capitalize())
+        rep.figure(png, caption=_caption(png))
     pub = paper_table("table1")
     rep.table(pub, caption="Published: " + pub.attrs["caption"])
 
@@ -178,8 +197,8 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                   caption="Test fold 1: estimate with bootstrap 95 % interval (like Table 2"
                           + extra + ")")
     for task, wanted, caption in (
-        ("gcs", None, "GCS head of each model that has one"),
-        ("age", _BINARY_METRICS, "Age head of each model that has one"),
+        ("gcs", None, "GCS"),
+        ("age", _BINARY_METRICS, "age"),
     ):
         sub = tidy[tidy["task"] == task]
         if sub.empty:
@@ -193,7 +212,9 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                     and (kind == "binary") == ("auc" in set(sub.loc[sub["model"] == m, "metric"]))]
             if ms and mods:
                 rep.table(summary_table(sub, task, models=mods, metrics=ms, labels=labels),
-                          caption=f"{caption} ({kind}; mean ± SD over folds)")
+                          caption=f"{kind.capitalize()} {caption} head on the held-out test "
+                                  "folds (mean ± SD over folds; like the paper's supplementary "
+                                  + ("Table 4)" if kind == "ordinal" else "Table 3)"))
     preds = _read_csv(run_dir / "cv" / "predictions.csv")
     if preds is not None:
         prog = preds[preds["task"] == "prognosis"]
@@ -211,15 +232,18 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                 name="confusion-prognosis",
                 caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
         gcs = preds[preds["task"] == "gcs"]
-        if not gcs.empty:
+        ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
+        for kind, names in (("binary", ["GCS 9-15", "GCS 3-8"]),
+                            ("ordinal", ["mild 13-15", "moderate 9-12", "severe 3-8"])):
+            mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
+            if not mods:
+                continue
             items = {labels.get(m, m): (gcs.loc[gcs["model"] == m, "y_true"].to_numpy(),
                                         gcs.loc[gcs["model"] == m, "pred"].to_numpy())
-                     for m in _ordered(gcs["model"], order)}
-            n_cls = int(max(gcs["y_true"].max(), gcs["pred"].max())) + 1
-            names = ["mild", "moderate", "severe"] if n_cls == 3 else None
-            rep.figure(confusion_figure(items, labels=list(range(max(n_cls, 2))),
-                                        class_names=names),
-                       name="confusion-gcs", caption="Confusion matrices of the GCS head")
+                     for m in mods}
+            rep.figure(confusion_figure(items, labels=list(range(len(names))), class_names=names),
+                       name=f"confusion-gcs-{kind}",
+                       caption=f"Confusion matrices of the {kind} GCS head (all test folds pooled)")
     hist = _read_csv(run_dir / "cv" / "history.csv")
     if hist is not None and "model" in hist.columns:
         first = hist[hist["fold"] == hist["fold"].min()] if "fold" in hist.columns else hist
@@ -227,7 +251,9 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
             columns=[c for c in ("model", "fold") if c in first.columns])
             for m in _ordered(first["model"], order)}
         rep.figure(training_curves_figure(histories, title="Fold 1"), name="training-curves",
-                   caption="Training curves of fold 1 (dashed: training, solid: validation)")
+                   caption="Training curves of fold 1: losses, and the validation balanced "
+                           "accuracy of prognosis that drives early stopping (val_score) with "
+                           "the validation AUC")
     for name in ("table2", "table3", "table4"):
         pub = paper_table(name)
         rep.table(pub, caption="Published: " + pub.attrs["caption"])
@@ -259,20 +285,26 @@ def _section_saliency(rep: Report, run_dir: Path, labels: dict[str, str]) -> Non
              "poor prognosis), min-max scaled and thresholded at 0.5, overlaid on the scan; the "
              "phantom's lesion mask outlines where the hematoma really is.")
     if scores is not None:
-        num = scores.select_dtypes("number").columns.tolist()
+        keep = [c for c in ("mass_lesion", "lesion_share", "enrichment", "pointing_lesion",
+                            "pointing_chance") if c in scores.columns]
         keys = [c for c in ("model", "method") if c in scores.columns]
-        if keys and num:
-            agg = scores.groupby(keys, sort=False)[
-                [c for c in num if c not in ("fold", "label")]].mean()
-            agg.index = [" / ".join(labels.get(str(v), str(v)) for v in (i if isinstance(i, tuple)
-                                                                          else (i,)))
-                         for i in agg.index]
+        if keys and keep:
+            grouped = scores.groupby(keys, sort=False)
+            agg = grouped[keep].mean()
+            agg.insert(0, "patients", grouped.size())
+            agg.index = [" / ".join(labels.get(str(v), str(v)) for v in
+                                    (i if isinstance(i, tuple) else (i,))) for i in agg.index]
             agg.index.name = " / ".join(keys)
-            rep.table(agg, caption="Lesion scores (mean over the explained patients)")
+            rep.table(agg, caption="Lesion scores, mean over the explained patients: share of the "
+                                   "saliency mass inside the lesion (mass_lesion) against its "
+                                   "chance level (lesion_share, the lesion's share of the brain), "
+                                   "their ratio (enrichment, 1 = chance), and whether the map's "
+                                   "maximum lies in the lesion (pointing_lesion; chance "
+                                   "pointing_chance)")
         else:
             rep.table(scores, caption="Lesion scores")
     for png in pngs:
-        rep.figure(png, caption=png.stem.replace("_", " "))
+        rep.figure(png, caption=_caption(png))
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
