@@ -622,17 +622,23 @@ def _waves(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, z: np.ndarray
     which the wavelengths are measured: ``p = transform @ (q - center)``.
     """
     amps = rng.uniform(0.5, 1.0, k)
-    out: Any = np.float32(0.0)
     m = np.eye(3) if transform is None else np.asarray(transform, dtype=float)
+    plane, depth = [], []
     for amp in amps:
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         kvec = (2.0 * np.pi / rng.uniform(*wavelengths)) * (m.T @ direction)
         phase = rng.uniform(0.0, 2.0 * np.pi) - float(kvec @ np.asarray(center))
-        a = np.float32(kvec[0]) * x + np.float32(kvec[1]) * y
-        b = np.float32(kvec[2]) * z + np.float32(phase)
-        out = out + np.float32(amp) * (np.cos(a) * np.cos(b) - np.sin(a) * np.sin(b))
-    return np.asarray(out / np.float32(amps.sum()), dtype=np.float32)
+        a = (np.float32(kvec[0]) * x + np.float32(kvec[1]) * y)[..., 0]
+        b = np.float32(kvec[2]) * z[0, 0] + np.float32(phase)
+        w = np.float32(amp / amps.sum())
+        plane += [np.cos(a), -np.sin(a)]
+        depth += [w * np.cos(b), w * np.sin(b)]
+    # sum over waves of in-plane x slice factors: one matrix product
+    p = np.stack(plane, axis=-1).reshape(-1, 2 * k)
+    q = np.stack(depth, axis=0)
+    out = (p @ q).reshape(x.shape[0], x.shape[1], z.shape[2])
+    return np.asarray(out, dtype=np.float32)
 
 
 def _ellipsoid_depth(x: np.ndarray, y: np.ndarray, z: np.ndarray, center: tuple[float, ...],
@@ -934,14 +940,14 @@ def render_phantom(
     # --- Hounsfield units ---------------------------------------------------------------------
     texture = np.broadcast_to(_waves(rng, x, y, z, (12.0, 40.0)), tissue.shape)
     clot = np.broadcast_to(_waves(rng, x, y, z, (4.0, 9.0), k=5), tissue.shape)
-    hu = np.zeros(tissue.shape, dtype=np.float32)
+    base = np.zeros(len(Tissue), dtype=np.float32)
+    amplitude = np.zeros(len(Tissue), dtype=np.float32)
     for name, low, high, amp in config.tissue_hu:
         label = Tissue[name]
-        base = rng.uniform(low + amp, high - amp) if high - low > 2 * amp else 0.5 * (low + high)
-        sel = tissue == label
-        if sel.any():
-            tex = clot[sel] if label == Tissue.HEMATOMA else texture[sel]
-            hu[sel] = base + amp * tex
+        base[label] = (rng.uniform(low + amp, high - amp) if high - low > 2 * amp
+                       else 0.5 * (low + high))
+        amplitude[label] = amp
+    hu = base[tissue] + amplitude[tissue] * np.where(hematoma, clot, texture)
     if config.noise_hu > 0:
         hu += rng.normal(0.0, config.noise_hu, hu.shape).astype(np.float32)
     mask = np.zeros(tissue.shape, dtype=np.uint8)
