@@ -285,3 +285,13 @@ def test_schema_report_and_all_columns() -> None:
     assert report.loc["extra", "expected"] == "(not in schema)"
     with pytest.raises(ValueError, match=r"missing column\(s\) \['Antihypertensive_drugs'"):
         Cohort(table, None, required_columns="all")
+
+
+def test_masks_beside_scans_and_loose_scans(cohort_dir: Path) -> None:
+    save_volume(np.zeros((32, 32, 8), np.uint8), np.eye(4),
+                cohort_dir / "GOOD_PROGNOSIS" / "000_mask.nii.gz")
+    cohort = load_cohort(cohort_dir / "clinical.csv", mask_dir=cohort_dir)
+    assert list(cohort.mask_paths) == ["000"]  # the scans themselves are not taken as masks
+    save_volume(head_ct(), np.eye(4), cohort_dir / "stray.nii.gz")
+    with pytest.warns(IncompletePatientsWarning, match=r"stray\.nii\.gz"):
+        load_cohort(cohort_dir / "clinical.csv")

@@ -605,6 +605,15 @@ def _find_images(
                 f"{image_dir}: neither {GOOD_FOLDER}/ nor {POOR_FOLDER}/ exists (public layout)"
             )
         folders = [(f, _FOLDER_LABEL[f.name]) for f in public]
+        loose, _ = _scan_folder(image_dir, suffix)
+        if loose:
+            warnings.warn(
+                f"{image_dir}: {len(loose)} scan(s) outside {GOOD_FOLDER}/ and {POOR_FOLDER}/ "
+                f"are not part of the cohort (public layout): "
+                + ", ".join(str(v[0].name) for v in list(loose.values())[:10]),
+                IncompletePatientsWarning,
+                stacklevel=3,
+            )
     else:
         folders = [(image_dir, None)]
     images: dict[str, Path] = {}
@@ -627,12 +636,13 @@ def _find_images(
     return images, folder_label, layout
 
 
-def _find_masks(mask_dir: Path) -> dict[str, Path]:
+def _find_masks(mask_dir: Path, scans: Iterable[Path] = ()) -> dict[str, Path]:
     if not mask_dir.is_dir():
         raise FileNotFoundError(f"mask folder not found: {mask_dir}")
+    skip = {Path(p).absolute() for p in scans}
     masks: dict[str, list[Path]] = {}
     for f in sorted(mask_dir.rglob("*")):
-        if not f.is_file() or f.name.startswith("."):
+        if not f.is_file() or f.name.startswith(".") or f.absolute() in skip:
             continue
         stem = _strip_nifti_suffix(f.name)
         if stem is None:
@@ -742,7 +752,8 @@ def load_cohort(
         image_dir = default_dir
     image_dir = Path(image_dir).absolute()
     images, folder_label, _ = _find_images(image_dir, layout, suffix)
-    masks = _find_masks(Path(mask_dir).absolute()) if mask_dir is not None else {}
+    masks = (_find_masks(Path(mask_dir).absolute(), images.values())
+             if mask_dir is not None else {})
 
     required_columns = _resolve_required(required_columns)
     dropped: dict[str, str] = {}
