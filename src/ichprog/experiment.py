@@ -758,7 +758,9 @@ class CVResult:
             bad = vals.isna() | ~vals.isin([0, 1])
             if bad.any():
                 pid = r.index[bad.to_numpy()][0]
-                raise ValueError(f"readers: reader {col!r} gives {r.loc[pid, col]!r} for patient "
+                value = r.loc[pid, col]
+                value = value.item() if isinstance(value, np.generic) else value
+                raise ValueError(f"readers: reader {col!r} gives {value!r} for patient "
                                  f"{pid!r}; labels must be 0 or 1")
             r[col] = vals.astype(int)
         df = self._select_ids(self._fold_frame(fold), list(r.index))
