@@ -279,7 +279,10 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
     BatchNorm1d -> 1`` (one logit, binary cross-entropy). Trained with Adam (learning rate 1e-3,
     weight decay 1e-3), batches of 128, up to 100 epochs; early stopping with a patience of 20
     epochs on the validation balanced accuracy (threshold 0.5); the weights of the best
-    validation epoch are restored at the end (the first best epoch on ties).
+    validation epoch are restored at the end. The validation balanced accuracy of a small
+    validation part takes few distinct values, so epochs that tie on it are told apart by the
+    validation loss: an epoch improves on the best when its balanced accuracy is higher, or equal
+    with a lower loss (the patience counter restarts then too).
 
     The validation data are either given to :meth:`fit` (``X_val``, ``y_val``) or split off the
     training data (stratified, ``val_fraction``, seeded), so the estimator works inside
@@ -470,7 +473,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
                 starts.pop()  # merge a single trailing sample into the previous batch
             bounds = [(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
 
-            best_score = -np.inf
+            best_score, best_loss = -np.inf, np.inf
             best_state: dict[str, Any] | None = None
             best_epoch = -1
             stale = 0
@@ -496,8 +499,9 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
                 score = float(balanced_accuracy_score(yv, (pv >= self.threshold).astype(float)))
                 history.append({"epoch": epoch, "train_loss": total / n, "val_loss": vloss,
                                 "val_balanced_accuracy": score})
-                if score > best_score:
-                    best_score, best_epoch, stale = score, epoch, 0
+                better = score > best_score or (score == best_score and vloss < best_loss)
+                if better:
+                    best_score, best_loss, best_epoch, stale = score, vloss, epoch, 0
                     best_state = copy.deepcopy(net.state_dict())
                 else:
                     stale += 1
