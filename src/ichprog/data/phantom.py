@@ -46,6 +46,8 @@ __all__ = [
     "Tissue",
     "SITES",
     "TRUTH_COLUMNS",
+    "IMAGE_TRUTH_COLUMNS",
+    "REAL_GCS_COUNTS",
     "make_phantom_cohort",
     "phantom_table",
     "render_phantom",
@@ -69,7 +71,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "site", "side", "infratentorial", "ivh", "volume_ml", "midline_shift_mm", "atrophy",
     "anticoagulant", "gcs_latent",
 )
-_IMAGE_TRUTH_COLUMNS: tuple[str, ...] = (
+#: Columns that ``make_phantom_cohort`` adds to the truth, measured on the rendered images.
+IMAGE_TRUTH_COLUMNS: tuple[str, ...] = (
     "ivh_volume_ml", "oedema_volume_ml", "center_x_mm", "center_y_mm", "center_z_mm",
 )
 
@@ -140,7 +143,8 @@ class PhantomConfig:
         patient draws a tissue mean uniformly in ``[lowest + amplitude, highest - amplitude]``
         and adds a smooth texture bounded by the amplitude, so noise-free voxels stay in range.
     age_mean, age_sd, age_range
-        Age in whole years: a normal distribution truncated to ``age_range`` (by redrawing).
+        Age in whole years: a normal distribution truncated to ``age_range`` (by redrawing);
+        the defaults 73 and 15 give a mean of 72 and an SD of 14 after truncation.
     site_probabilities
         Probability of a lobar, deep and infratentorial hematoma.
     volume_median_ml, volume_log_sd, volume_max_ml
@@ -177,6 +181,14 @@ class PhantomConfig:
     calibration_size
         Size of the fixed internal sample on which the GCS cut-points and the outcome
         intercept are calibrated.
+
+    Examples
+    --------
+    >>> cfg = PhantomConfig(shape=(40, 512, 512))
+    >>> [round(s, 3) for s in cfg.spacing_mm]
+    [4.5, 0.449, 0.449]
+    >>> PhantomConfig.from_dict(cfg.to_dict()) == cfg
+    True
     """
 
     shape: tuple[int, int, int] = (32, 128, 128)
@@ -1094,7 +1106,7 @@ def make_phantom_cohort(
         (out / sub).mkdir(parents=True, exist_ok=True)
     image_paths: dict[str, Path] = {}
     mask_paths: dict[str, Path] = {}
-    measured: dict[str, list[float]] = {c: [] for c in _IMAGE_TRUTH_COLUMNS}
+    measured: dict[str, list[float]] = {c: [] for c in IMAGE_TRUTH_COLUMNS}
     records = truth.to_dict("records")
     for i, row in enumerate(tqdm(records, desc="phantom patients", disable=not progress)):
         pid = str(int(row["PatientID"]))
@@ -1107,9 +1119,9 @@ def make_phantom_cohort(
         mask_paths[pid] = out / "masks" / f"{pid}_mask.nii.gz"
         image_paths[pid].write_bytes(_nifti_bytes(scan.hu, scan.affine))
         mask_paths[pid].write_bytes(_nifti_bytes(scan.mask, scan.affine))
-        for c in _IMAGE_TRUTH_COLUMNS:
+        for c in IMAGE_TRUTH_COLUMNS:
             measured[c].append(scan.truth[c])
-    for c in _IMAGE_TRUTH_COLUMNS:
+    for c in IMAGE_TRUTH_COLUMNS:
         truth[c] = measured[c]
     table.to_csv(out / "clinical.csv", index=False, encoding="utf-8")
     truth.to_csv(out / "phantom_truth.csv", index=False, float_format="%.10g")
