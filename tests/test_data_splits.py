@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.model_selection import StratifiedKFold
 
 from ichprog.data import Cohort, Fold, Splits, make_splits, oversample
@@ -153,3 +155,28 @@ def test_oversample_edge_cases() -> None:
         oversample(["a", "b", "c"], [0, 1], seed=0)
     with pytest.raises(ValueError, match="repeat"):
         oversample(["a", "a"], [0, 1], seed=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n0=st.integers(3, 30), n1=st.integers(3, 30), folds=st.integers(2, 6),
+       seed=st.integers(0, 2**31 - 1), val=st.sampled_from([0.0, 0.1, 0.25]))
+def test_split_invariants(n0: int, n1: int, folds: int, seed: int, val: float) -> None:
+    assume(folds <= min(n0, n1))
+    ids = [f"id{i}" for i in range(n0 + n1)]
+    labels = np.random.default_rng(seed).permutation([0] * n0 + [1] * n1)
+    try:
+        splits = make_splits(ids, folds=folds, seed=seed, val_fraction=val, labels=labels)
+    except ValueError as exc:  # only the documented "too few for a stratified split" case
+        assert "val_fraction" in str(exc)
+        return
+    lab = dict(zip(ids, labels))
+    tests = [p for f in splits for p in f.test]
+    assert sorted(tests) == sorted(ids)
+    for f in splits:
+        assert len(f.train) + len(f.val) + len(f.test) == len(ids)
+        for c, n in ((0, n0), (1, n1)):
+            k = sum(lab[p] == c for p in f.test)
+            assert np.floor(n / folds) <= k <= np.ceil(n / folds)
+    extra = oversample(splits[0].train, [lab[p] for p in splits[0].train], seed=seed)
+    counts = Counter(lab[p] for p in extra)
+    assert counts[0] == counts[1]
