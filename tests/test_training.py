@@ -195,7 +195,9 @@ class _Killer(torch.utils.data.Dataset):
 
     def __init__(self, ds, limit):
         self.ds, self.limit, self.count = ds, limit, 0
-        self.ids = ds.ids
+
+    def __getattr__(self, name):  # ids, config, augment, seed, set_epoch, ...
+        return getattr(self.__dict__["ds"], name)
 
     def __len__(self):
         return len(self.ds)
@@ -267,3 +269,26 @@ def test_missing_targets_are_reported():
     partial = ArrayDataset(ds.volumes, ids=ds.ids, targets={"prognosis": ds.targets["prognosis"]})
     with pytest.raises(KeyError, match=r"lacks targets for task\(s\) \['gcs', 'age'\]"):
         train(make_model(), partial, ds, cfg(max_epochs=1))
+
+
+def test_resume_with_the_augmented_ctdataset(tmp_path):
+    # The real dataset of the library, augmentation on: a run killed mid-epoch and resumed ends
+    # with the same weights as an uninterrupted one.
+    from ichprog.data import CTDataset, PreprocessConfig, make_phantom_cohort
+
+    cohort = make_phantom_cohort(8, seed=1, out_dir=tmp_path / "ph", shape=(12, 48, 48),
+                                 progress=False)
+    pre = PreprocessConfig(shape=(32, 32, 32), skull_strip=False)
+    classes = cohort.targets(MT_ORD_GCS_BIN_AGE)
+    targets = {t.name: t.loss_targets(classes[t.name]) for t in MT_ORD_GCS_BIN_AGE}
+    train_ds = CTDataset(cohort, cohort.ids, pre, targets=targets, augment=True,
+                         cache_dir=tmp_path / "cache", seed=4)
+    val_ds = CTDataset(cohort, cohort.ids, pre, targets=targets, cache_dir=tmp_path / "cache")
+    config = cfg(max_epochs=2, batch_size=3, accumulation_steps=2, patience=None,
+                 precision="bf16")
+    straight = train(make_model(), train_ds, val_ds, config)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), _Killer(train_ds, limit=12), val_ds, config, out_dir=tmp_path / "r")
+    resumed = train(make_model(), train_ds, val_ds, config, out_dir=tmp_path / "r")
+    assert resumed.resumed_from == 1
+    assert state_equal(resumed.model, straight.model)

@@ -620,7 +620,9 @@ def _dataset_fingerprint(ds: Dataset) -> dict[str, Any]:
         fp["preprocess"] = cfg.key()
     for attr in ("augment", "seed"):
         val = getattr(ds, attr, None)
-        if isinstance(val, bool | int | float | str):
+        if dataclasses.is_dataclass(val) and not isinstance(val, type):
+            fp[attr] = dataclasses.asdict(val)
+        elif isinstance(val, bool | int | float | str):
             fp[attr] = val
     return fp
 
