@@ -298,6 +298,14 @@ def make_splits(
     for k, (train_idx, test_idx) in enumerate(skf.split(np.zeros(len(ids)), lab)):
         val_idx = np.array([], dtype=int)
         if val_fraction > 0:
+            tr_classes, tr_counts = np.unique(lab[train_idx], return_counts=True)
+            if tr_counts.min() < 2:
+                c = tr_classes[int(np.argmin(tr_counts))]
+                raise ValueError(
+                    f"fold {k}: the training part holds {int(tr_counts.min())} patient(s) of "
+                    f"label {c}, too few for a stratified validation split (at least 2); use "
+                    "fewer folds or val_fraction=0"
+                )
             n_val = int(np.ceil(val_fraction * len(train_idx)))
             if n_val < len(classes) or len(train_idx) - n_val < len(classes):
                 raise ValueError(
