@@ -166,8 +166,9 @@ class PhantomConfig:
     target_poor_rate
         The outcome model's intercept is calibrated so that the expected share of poor outcome
         is this value.
-    outcome_per_gcs_point, outcome_per_decade
-        Outcome log-odds per GCS point below 15 and per decade of age above 72.
+    outcome_per_gcs_point, outcome_gcs_3_4, outcome_per_decade
+        Outcome log-odds per GCS point below 15, extra log-odds for GCS 3-4 (the ICH score's
+        two-point band) and log-odds per decade of age above 72.
     image_signal
         Multiplier of the image factors in the outcome model (0: the image predicts outcome
         only through GCS; 1: default; larger: stronger image signal).
@@ -219,8 +220,9 @@ class PhantomConfig:
     gcs_noise_sd: float = 1.0
     gcs_counts: tuple[int, ...] = REAL_GCS_COUNTS
     target_poor_rate: float = 0.62
-    outcome_per_gcs_point: float = 0.18
-    outcome_per_decade: float = 0.83
+    outcome_per_gcs_point: float = 0.14
+    outcome_gcs_3_4: float = 1.5
+    outcome_per_decade: float = 0.85
     image_signal: float = 1.0
     outcome_per_doubling: float = 0.35
     outcome_ivh: float = 0.5
@@ -400,7 +402,7 @@ def _outcome_logit_without_intercept(state: Mapping[str, np.ndarray], gcs: np.nd
     image = (config.outcome_per_doubling * np.log2(state["volume_ml"] / 10.0)
              + config.outcome_ivh * state["ivh"]
              + config.outcome_infratentorial * state["infratentorial"])
-    return (config.outcome_per_gcs_point * (15.0 - gcs)
+    return (config.outcome_per_gcs_point * (15.0 - gcs) + config.outcome_gcs_3_4 * (gcs <= 4)
             + config.outcome_per_decade * (state["age"] - 72.0) / 10.0
             + config.image_signal * image)
 
