@@ -74,6 +74,14 @@ def test_cp1252_csv_and_degree_sign_alias(tmp_path: Path) -> None:
     assert list(out.index) == ["000", "001", "002", "003"]
 
 
+def test_semicolon_csv_with_decimal_commas(tmp_path: Path) -> None:
+    table = clinical_table(3)
+    table.to_csv(tmp_path / "eu.csv", index=False, sep=";", decimal=",", encoding="cp1252")
+    out = load_table(tmp_path / "eu.csv")
+    np.testing.assert_allclose(out["T\u00ba"].to_numpy(), table["T\u00ba"].to_numpy())
+    assert list(out.index) == ["000", "001", "002"]
+
+
 def test_flat_layout_and_suffix_choice(tmp_path: Path) -> None:
     table = clinical_table(4)
     table.to_csv(tmp_path / "clinical.csv", index=False)

@@ -67,8 +67,9 @@ def load_table(path: str | os.PathLike[str], sheet_name: str | int = 0) -> pd.Da
     Parameters
     ----------
     path
-        ``.csv`` (UTF-8, with or without BOM; Windows-1252 is accepted as a fallback) or
-        ``.xlsx`` / ``.xls`` file with a ``PatientID`` column.
+        ``.csv`` (UTF-8, with or without BOM; Windows-1252 is accepted as a fallback; fields
+        separated by ``,``, or by ``;`` with decimal commas as spreadsheets export them in many
+        European locales) or ``.xlsx`` / ``.xls`` file with a ``PatientID`` column.
     sheet_name
         Sheet of a spreadsheet file.
 
@@ -93,15 +94,23 @@ def load_table(path: str | os.PathLike[str], sheet_name: str | int = 0) -> pd.Da
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt", ".tsv"):
         sep = "\t" if suffix == ".tsv" else ","
-        try:
-            df = pd.read_csv(path, sep=sep, dtype={schema.ID_COLUMN: str}, encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            df = pd.read_csv(path, sep=sep, dtype={schema.ID_COLUMN: str}, encoding="cp1252")
+        df = _read_csv(path, sep=sep, decimal=".")
+        if len(df.columns) == 1 and ";" in str(df.columns[0]):
+            # a spreadsheet export with the European convention: ';' between fields, ',' decimals
+            df = _read_csv(path, sep=";", decimal=",")
     elif suffix in (".xlsx", ".xlsm", ".xls"):
         df = pd.read_excel(path, sheet_name=sheet_name, dtype={schema.ID_COLUMN: str})
     else:
         raise ValueError(f"{path}: unknown table type {suffix!r}; use .csv or .xlsx")
     return _index_by_patient(df, source=str(path))
+
+
+def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
+    kwargs: dict[str, Any] = {"sep": sep, "decimal": decimal, "dtype": {schema.ID_COLUMN: str}}
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+    except UnicodeDecodeError:
+        return pd.read_csv(path, encoding="cp1252", **kwargs)
 
 
 def _index_by_patient(df: pd.DataFrame, source: str) -> pd.DataFrame:
