@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "PreprocessConfig": "preprocess",
     "preprocess_volume": "preprocess",
     "strip_skull": "preprocess",
+    "to_original_space": "preprocess",
     # cache.py
     "VolumeCache": "cache",
     # dataset.py
