@@ -27,6 +27,7 @@ import platform
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,10 +395,10 @@ DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
         "saliency": {"n_patients": 2},
     },
     "default": {
-        "data": {"n_patients": 120, "phantom_shape": [32, 96, 96]},
+        "data": {"n_patients": 100, "phantom_shape": [32, 96, 96]},
         "preprocess": {"shape": [32, 64, 64]},
         "model": {"trunk": "densenet_tiny"},
-        "train": {"epochs": 8, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
+        "train": {"epochs": 6, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
                   "precision": "fp32"},
         "cv": {"folds": 5, "bootstrap": 1000},
         "tabular": {"folds": 10},
@@ -655,119 +656,59 @@ def _check_input_size(cfg: Mapping[str, Any], preset: Any) -> None:
             f"voxels, got {shape}; use a larger shape or another trunk")
 
 
-def _fold_seed(seed: int, fold: int) -> int:
-    import numpy as np
-
-    return int(np.random.SeedSequence([int(seed), 7, int(fold)]).generate_state(1)[0] % 2**31)
-
-
-def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,
-               folds_to_run: Sequence[int] | None = None) -> dict[str, Any]:
-    """Cross-validate one preset on shared splits; returns tidy metrics, predictions, histories
-    and the bootstrap table of the configured fold."""
+def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> dict[str, Any]:
+    """Cross-validate one preset with :func:`ichprog.experiment.cross_validate` on shared
+    splits; returns its tidy metrics, predictions (report format), histories and result."""
     import numpy as np
     import pandas as pd
 
-    from ichprog.data import oversample
-    from ichprog.metrics import tidy
-    from ichprog.models import MultiTaskNet
-    from ichprog.training import predict_proba, train
+    from ichprog.experiment import cross_validate, prediction_columns
 
     cfg = run.cfg
-    seed = cfg["run"]["seed"]
-    pcfg = _preprocess_config(cfg)
-    cache = run.out / "cache"
-    labels = dict(zip(cohort.ids, cohort.labels.tolist()))
-    per_fold: dict[int, dict[str, dict[str, float]]] = {}
-    pred_rows: list[dict[str, Any]] = []
-    histories: list[pd.DataFrame] = []
-    folds = [f for f in splits.folds if folds_to_run is None or f.index in folds_to_run]
-    for fold in folds:
-        fseed = _fold_seed(seed, fold.index)
-        train_ids = oversample(fold.train, [labels[i] for i in fold.train], seed=fseed)
-
-        def dataset(ids: Sequence[str], augment: bool, with_targets: bool = True,
-                    fseed: int = fseed) -> Any:
-            return _dataset(cohort, preset, ids, pcfg, cache, augment, fseed, with_targets)
-
-        torch_seed(fseed)
-        model = MultiTaskNet(preset, dropout=cfg["model"]["dropout"])
-        _save_model_config(model, out / f"fold_{fold.index}", cfg)
-        res = train(model, dataset(train_ids, cfg["train"]["augment"]),
-                    dataset(fold.val, False), _train_config(cfg, fseed),
-                    out_dir=out / f"fold_{fold.index}")
-        if res.reused:
-            run.say(f"  fold {fold.index}: reusing the finished training in "
-                    f"{out / f'fold_{fold.index}'}")
-        h = res.history.copy()
-        h.insert(0, "fold", fold.index)
-        histories.append(h)
-        probs = predict_proba(res.model, dataset(fold.test, False, with_targets=False),
-                              device=cfg["run"]["device"], progress=False)
-        truth = cohort.targets(preset, fold.test)
-        per_fold[fold.index] = {}
-        for t in preset:
-            p = np.asarray(probs[t.name])
-            y = np.asarray(truth[t.name])
-            per_fold[fold.index][t.name] = t.metrics(y, p)
-            score, pred = t.score(p), t.decode(p)
-            for i, pid in enumerate(fold.test):
-                pred_rows.append({"fold": fold.index, "id": pid, "task": t.name,
-                                  "y_true": int(y[i]), "score": float(score[i]),
-                                  "pred": int(pred[i])})
-    metrics = tidy(per_fold, model=preset.name)
-    preds = pd.DataFrame(pred_rows)
-    preds.insert(0, "model", preset.name)
-    hist = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
-    hist.insert(0, "model", preset.name)
-    return {"metrics": metrics, "predictions": preds, "history": hist}
+    res = cross_validate(cohort, preset, folds=len(splits.folds), seed=cfg["run"]["seed"],
+                         out_dir=out, splits=splits, val_fraction=cfg["cv"]["val_fraction"],
+                         preprocess=_preprocess_config(cfg),
+                         config=_train_config(cfg, cfg["run"]["seed"]),
+                         cache_dir=run.out / "cache", augment=cfg["train"]["augment"],
+                         model_kwargs={"dropout": cfg["model"]["dropout"]}, preload=True,
+                         name=preset.name, overwrite=True, progress=cfg["run"]["progress"])
+    if res.reused_folds:
+        run.say(f"  {preset.label}: reusing finished fold(s) {res.reused_folds} in {out}")
+    rows = []
+    p = res.predictions
+    for t in preset:
+        probs = p[prediction_columns(t)].to_numpy(dtype=float)
+        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], "id": p["PatientID"],
+                             "task": t.name, "y_true": p[f"{t.name}_true"].astype(int),
+                             "score": t.score(probs), "pred": np.asarray(p[f"{t.name}_pred"])})
+        rows.append(part)
+    hist = res.history.copy()
+    if len(hist):
+        hist.insert(0, "model", preset.name)
+    return {"metrics": res.metrics(), "predictions": pd.concat(rows, ignore_index=True),
+            "history": hist, "result": res}
 
 
-def _dataset(cohort: Any, preset: Any, ids: Sequence[str], pcfg: Any, cache: Path, augment: bool,
-             seed: int, with_targets: bool = True) -> Any:
-    from ichprog.data import CTDataset
-
-    targets = None
-    if with_targets:
-        classes = cohort.targets(preset, ids)
-        targets = {t.name: t.loss_targets(classes[t.name]) for t in preset}
-    return CTDataset(cohort, ids, pcfg, targets=targets, augment=augment, cache_dir=cache,
-                     seed=seed, preload=True)
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-
-
-def _bootstrap(cfg: Mapping[str, Any], preds: Any, model: str) -> Any:
-    from ichprog.metrics import binary_metrics, bootstrap_ci
-
-    fold = cfg["cv"]["bootstrap_fold"]
-    part = preds[(preds["model"] == model) & (preds["task"] == "prognosis")
-                 & (preds["fold"] == fold)]
-    if part.empty or cfg["cv"]["bootstrap"] == 0:
+def _bootstrap(cfg: Mapping[str, Any], result: Any) -> Any:
+    """Table 2: bootstrap intervals of the prognosis metrics on the configured test fold."""
+    if cfg["cv"]["bootstrap"] == 0:
         return None
-    ci = bootstrap_ci(binary_metrics, part["y_true"].to_numpy(), part["score"].to_numpy(),
-                      n_resamples=cfg["cv"]["bootstrap"], seed=cfg["run"]["seed"],
-                      progress=False)
-    ci.insert(0, "model", model)
-    return ci
+    fold = cfg["cv"]["bootstrap_fold"]
+    if fold not in result.folds:
+        raise ConfigError(f"[cv] bootstrap_fold: {fold} is out of range; folds are "
+                          f"0-{max(result.folds)}")
+    ci = result.bootstrap(fold=fold, n_resamples=cfg["cv"]["bootstrap"], seed=cfg["run"]["seed"],
+                          tasks=["prognosis"])
+    return ci.drop(columns=["task"])
 
 
 def _splits(run: _Run, cohort: Any) -> Any:
-    from ichprog.data import Splits, make_splits
+    from ichprog.data import make_splits
 
     cfg = run.cfg
-    path = run.out / "splits.json"
     splits = make_splits(cohort, folds=cfg["cv"]["folds"], seed=cfg["run"]["seed"],
                          val_fraction=cfg["cv"]["val_fraction"])
-    if path.is_file():
-        saved = Splits.load(path)
-        if [f.to_dict() for f in saved.folds] == [f.to_dict() for f in splits.folds]:
-            return saved
-    splits.save(path)
+    splits.save(run.out / "splits.json")
     return splits
 
 
@@ -778,14 +719,14 @@ def _write_results(folder: Path, results: Sequence[Mapping[str, Any]], cfg: Mapp
     folder.mkdir(parents=True, exist_ok=True)
     pd.concat([r["metrics"] for r in results], ignore_index=True).to_csv(
         folder / "metrics.csv", index=False)
-    preds = pd.concat([r["predictions"] for r in results], ignore_index=True)
-    preds.to_csv(folder / "predictions.csv", index=False)
+    pd.concat([r["predictions"] for r in results], ignore_index=True).to_csv(
+        folder / "predictions.csv", index=False)
     hist = [r["history"] for r in results if len(r["history"])]
     if hist:
         pd.concat(hist, ignore_index=True).to_csv(folder / "history.csv", index=False)
     if bootstrap:
-        cis = [c for c in (_bootstrap(cfg, preds, m) for m in preds["model"].unique())
-               if c is not None]
+        cis = [c for c in (_bootstrap(cfg, r["result"]) for r in results
+                           if "prognosis" in r["result"].preset.task_names) if c is not None]
         if cis:
             pd.concat(cis, ignore_index=True).to_csv(folder / "bootstrap.csv", index=False)
 
@@ -842,35 +783,13 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
         _write_results(run.out / "ablation", results, cfg, bootstrap=False)
 
 
-def _save_model_config(model: Any, folder: Path, cfg: Mapping[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    payload = {"model": model.config(), "preprocess": cfg["preprocess"],
-               "ichprog": __version__}
-    (folder / "model.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+def _load_fitted(folder: Path) -> Any:
+    """A model saved by ``ichprog train`` or ``ichprog cv`` (:class:`ichprog.FittedModel`)."""
+    from ichprog.experiment import FittedModel
 
-
-def _load_model(folder: Path) -> tuple[Any, Any]:
-    """A trained network (best epoch) and its pre-processing from a folder written by
-    ``ichprog train`` or ``ichprog cv``."""
-    from ichprog.data import PreprocessConfig
-    from ichprog.models import MultiTaskNet
-    from ichprog.training import load_checkpoint
-
-    meta_path = folder / "model.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder} holds no trained model (no model.json); train one with "
-                                "'ichprog train' or 'ichprog cv'")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from exc
-    net = MultiTaskNet.from_config(meta["model"])
-    load_checkpoint(folder, net, which="best")
-    net.eval()
-    p = meta["preprocess"]
-    pcfg = PreprocessConfig(shape=tuple(p["shape"]), window=p["window"],
-                            skull_strip=p["skull_strip"], reorient=p["reorient"])
-    return net, pcfg
+    if not (folder / "fitted.json").is_file() and (folder / "model" / "fitted.json").is_file():
+        folder = folder / "model"
+    return FittedModel.load(folder)
 
 
 def _pick_patients(ids: Sequence[str], labels: Mapping[str, int], n: int) -> list[str]:
@@ -911,8 +830,8 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
         ids = _pick_patients(fold.test, labels, cfg["saliency"]["n_patients"])
         models, pcfg = {}, None
         for name in order:
-            net, pcfg = _load_model(run.out / "cv" / name / f"fold_{fold_index}")
-            models[name] = net
+            fitted = _load_fitted(run.out / "cv" / name / f"fold_{fold_index:02d}")
+            models[name], pcfg = fitted.model, fitted.preprocess
         assert pcfg is not None
         cache = VolumeCache(run.out / "cache", pcfg)
         volumes = {i: cache.get(cohort.image_path(i)) for i in ids}
@@ -959,9 +878,7 @@ def _cmd_saliency(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ichprog.data import make_splits, oversample
-    from ichprog.models import MultiTaskNet
-    from ichprog.training import train
+    from ichprog.experiment import fit_multitask
 
     t0 = time.perf_counter()
     run = _start(args)
@@ -971,70 +888,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_input_size(cfg, preset)
     _describe_run(run, "train")
     seed = cfg["run"]["seed"]
-    # one stratified split: the validation part drives early stopping, nothing is held out
-    val_fraction = cfg["cv"]["val_fraction"]
-    folds = max(2, round(1 / val_fraction))
-    fold = make_splits(cohort, folds=folds, seed=seed, val_fraction=val_fraction).folds[0]
-    fit_ids = list(fold.train) + list(fold.test)
-    labels = dict(zip(cohort.ids, cohort.labels.tolist()))
-    train_ids = oversample(fit_ids, [labels[i] for i in fit_ids], seed=seed)
-    pcfg = _preprocess_config(cfg)
-    cache = run.out / "cache"
-    torch_seed(seed)
-    model = MultiTaskNet(preset, dropout=cfg["model"]["dropout"])
-    out = run.out / "model"
-    _save_model_config(model, out, cfg)
-    res = train(model, _dataset(cohort, preset, train_ids, pcfg, cache, cfg["train"]["augment"],
-                                seed),
-                _dataset(cohort, preset, fold.val, pcfg, cache, False, seed),
-                _train_config(cfg, seed), out_dir=out)
-    res.history.to_csv(out / "history.csv", index=False)
-    if res.reused:
-        run.manifest["reused"].append("train")
-        run.say(f"[train] reusing the finished training in {out}")
-    run.manifest["train"] = {"best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                             "stop_reason": res.stop_reason}
+    out = run.out / "train"
+    with run.stage("train", _image_key(cfg, preset.name)) as todo:
+        if todo:
+            fit_multitask(cohort, preset, preprocess=_preprocess_config(cfg),
+                          config=_train_config(cfg, seed), val_fraction=cfg["cv"]["val_fraction"],
+                          seed=seed, out_dir=out, cache_dir=run.out / "cache",
+                          augment=cfg["train"]["augment"],
+                          model_kwargs={"dropout": cfg["model"]["dropout"]}, preload=True,
+                          overwrite=True, progress=cfg["run"]["progress"])
+    fitted = _load_fitted(out)
+    run.manifest["train"] = {k: fitted.info.get(k) for k in ("best_epoch", "epochs_run",
+                                                              "stop_reason")}
     _finish(run, t0)
-    run.say(f"model in {out} (best epoch {res.best_epoch} of {res.epochs_run}); predict with "
-            f"'ichprog predict --model {out} SCAN...'")
+    run.say(f"model in {out / 'model'} (best epoch {fitted.info.get('best_epoch')} of "
+            f"{fitted.info.get('epochs_run')}); predict with "
+            f"'ichprog predict --model {out / 'model'} SCAN...'")
     return EXIT_OK
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
-
-    from ichprog.data import load_volume, preprocess_volume
-    from ichprog.training import ArrayDataset, predict_proba
-
     if not args.model.is_dir():
         raise ConfigError(f"--model: folder {args.model} does not exist")
     missing = [str(s) for s in args.scans if not s.is_file()]
     if missing:
         raise ConfigError("scan file(s) not found: " + ", ".join(missing))
-    net, pcfg = _load_model(args.model)
-    volumes = []
-    for path in args.scans:
-        arr, aff = load_volume(path)
-        volumes.append(preprocess_volume(arr, aff, pcfg))
-    probs = predict_proba(net, ArrayDataset(volumes, ids=[str(p) for p in args.scans]),
-                          progress=not args.no_progress)
-    rows = []
-    for t in net.tasks:
-        p = np.asarray(probs[t.name])
-        score, pred = t.score(p), t.decode(p)
-        for i, path in enumerate(args.scans):
-            rows.append({"scan": str(path), "task": t.name, "score": float(score[i]),
-                         "prediction": int(pred[i]),
-                         "probabilities": " ".join(f"{v:.4f}" for v in p[i].ravel())})
-    df = pd.DataFrame(rows)
+    fitted = _load_fitted(args.model)
+    df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False)
+        df.to_csv(args.out)
         if not args.quiet:
             print(f"wrote {args.out}")
     else:
-        print(df.to_string(index=False))
+        print(df.to_string())
     return EXIT_OK
 
 
@@ -1221,10 +1108,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
 
     p = add("predict", "Predict every task of a trained model on new scans.", """\
-        ichprog predict --model runs/model/model scan1.nii.gz scan2.nii.gz --out preds.csv
+        ichprog train --out runs/m --preset mt_ord_gcs_bin_age
+        ichprog predict --model runs/m/train/model scan1.nii.gz scan2.nii.gz --out preds.csv
         """)
     p.add_argument("--model", type=Path, required=True, metavar="DIR",
-                   help="a saved model folder (written by 'ichprog train')")
+                   help="a saved model folder (DIR/train/model of 'ichprog train', or a fold's "
+                        "DIR/cv/<preset>/fold_00/model)")
     p.add_argument("scans", nargs="+", type=Path, metavar="SCAN", help="NIfTI files")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the predictions to this CSV (default: print them)")
@@ -1398,6 +1287,23 @@ _HANDLERS: dict[str, _Handler] = {"report": _cmd_report, "phantom": _cmd_phantom
                                   "train": _cmd_train, "predict": _cmd_predict, "demo": _cmd_demo}
 
 
+def _summarize_warnings(caught: Sequence[warnings.WarningMessage], quiet: bool) -> None:
+    """One line per kind of warning raised while running (``--debug`` shows each one)."""
+    if quiet or not caught:
+        return
+    kinds: dict[str, list[str]] = {}
+    for w in caught:
+        kinds.setdefault(w.category.__name__, []).append(str(w.message).splitlines()[0])
+    for name, msgs in kinds.items():
+        first = msgs[0] if len(msgs[0]) <= 160 else msgs[0][:157] + "..."
+        more = f" (and {len(msgs) - 1} more like it)" if len(msgs) > 1 else ""
+        print(f"warning: {name}: {first}{more}", file=sys.stderr)
+    if "UndefinedMetricWarning" in kinds:
+        print("note: a metric undefined on a fold (e.g. NPV without a negative prediction) is "
+              "left out of that fold's mean; the report marks such cells with (n/N)",
+              file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ichprog`` console script.
 
@@ -1423,7 +1329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     debug = bool(getattr(args, "debug", False))
     try:
-        return _HANDLERS[args.command](args)
+        if debug:
+            return _HANDLERS[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = _HANDLERS[args.command](args)
+        _summarize_warnings(caught, quiet=bool(getattr(args, "quiet", False)))
+        return code
     except ConfigError as exc:
         if debug:
             raise
