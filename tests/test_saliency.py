@@ -616,3 +616,47 @@ def test_figures_are_written(tmp_path):
         S.plot_slices(vol, sal[:3])
     with pytest.raises(KeyError, match="no map for patient"):
         S.plot_model_grid({"3": vol}, res)
+
+
+# -- a model trained on the phantom cohort --------------------------------------------------------
+@pytest.mark.slow
+def test_trained_model_looks_at_the_hematoma(tmp_path):
+    """Guided backprop maps of a model trained on phantom scans put more of their mass on the
+    lesion than on as many random brain voxels, and more than the lesion's share of the brain."""
+    import ichprog
+    from ichprog.data import PreprocessConfig, VolumeCache, load_volume, make_phantom_cohort
+    from ichprog.training import TrainConfig
+
+    cohort = make_phantom_cohort(16, seed=3, out_dir=tmp_path / "phantom", shape=(32, 80, 80),
+                                 progress=False)
+    ids = list(cohort.ids)
+    test_ids, train_ids = ids[:5], ids[5:]
+    cfg = PreprocessConfig(shape=(32, 64, 64))
+    cache = VolumeCache(tmp_path / "cache", cfg)
+    fitted = ichprog.fit_multitask(
+        cohort, "baseline_densenet", trunk="densenet_tiny", preprocess=cfg,
+        config=TrainConfig(max_epochs=3, batch_size=4, accumulation_steps=1, patience=None,
+                           seed=0, device="cpu", progress=False),
+        train_ids=train_ids, seed=0, augment=False, cache_dir=cache.root, progress=False)
+    volumes, masks, brains = {}, {}, {}
+    for pid in test_ids:
+        volumes[pid] = cache.get(cohort.image_paths[pid])
+        mask, affine = load_volume(cohort.mask_paths[pid])
+        masks[pid] = S.mask_to_input_space(mask, affine, cfg)
+        brains[pid] = S.brain_mask(volumes[pid])
+    res = S.compute_maps({"trained": fitted}, volumes, method="guided_backprop",
+                         threshold=0.5, progress=False)
+    scores = S.lesion_scores(res, masks, brain_masks=brains)
+    rng = np.random.default_rng(0)
+    random_mass = []
+    for pid in test_ids:
+        m = res.maps["trained"][pid]
+        inside = np.flatnonzero(brains[pid] & ~masks[pid])
+        pick = rng.choice(inside, size=int(masks[pid].sum()), replace=False)
+        random_mass.append(m.ravel()[pick].sum() / m.sum())
+    lesion_mass = scores.set_index("patient").loc[test_ids, "mass_lesion"].to_numpy()
+    random_mass = np.asarray(random_mass)
+    assert (lesion_mass >= random_mass).all()
+    assert lesion_mass.mean() > 5 * random_mass.mean()
+    summary = S.summarize_lesion_scores(scores, metrics=["mass_lesion"]).iloc[0]
+    assert summary.excess_low > 0  # above the chance level, with 95 % confidence
