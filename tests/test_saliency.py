@@ -194,6 +194,10 @@ def test_gradcam_matches_hand_computation():
     cam = np.maximum(sum(w[c] / n * acts[c] for c in range(2)), 0)
     np.testing.assert_allclose(S.gradcam(net, x, normalize=False), cam, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(S.gradcam(net, x), S.normalize_map(cam), atol=1e-5)
+    # the layer given as a module of the caller's network, not a name
+    np.testing.assert_allclose(S.gradcam(net, x, layer=net.feat), S.normalize_map(cam), atol=1e-5)
+    with pytest.raises(ValueError, match="not part of the model"):
+        S.gradcam(net, x, layer=nn.Conv3d(1, 1, 1))
     # target 0 negates the weights: the ReLU now keeps the other part
     cam0 = np.maximum(-sum(w[c] / n * acts[c] for c in range(2)), 0)
     np.testing.assert_allclose(S.gradcam(net, x, target=0, normalize=False), cam0, rtol=1e-5,
