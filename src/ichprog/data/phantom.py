@@ -625,34 +625,56 @@ def phantom_affine(config: PhantomConfig | None = None) -> np.ndarray:
     return affine
 
 
-def _waves(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-           wavelengths: tuple[float, float], k: int = 6, transform: np.ndarray | None = None,
-           center: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
-    """A smooth random field in [-1, 1]: a normalised sum of ``k`` plane waves.
-
-    ``x`` and ``y`` are ``(W, H, 1)`` and ``z`` is ``(1, 1, D)``; a wave ``cos(a + b)`` is
-    evaluated as ``cos a cos b - sin a sin b`` with ``a`` in-plane and ``b`` along the slices,
-    so no full-size cosine is taken. ``transform`` (3 x 3) and ``center`` define the space in
-    which the wavelengths are measured: ``p = transform @ (q - center)``.
-    """
+def _wave_terms(
+    rng: np.random.Generator, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+    wavelengths: tuple[float, float], k: int, transform: np.ndarray | None,
+    center: tuple[float, float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """In-plane phases (W*H, k), slice phases (k, D), weights (k,) and wave vectors (k, 3)."""
     amps = rng.uniform(0.5, 1.0, k)
     m = np.eye(3) if transform is None else np.asarray(transform, dtype=float)
-    plane, depth = [], []
-    for amp in amps:
+    a_list, b_list, kvecs = [], [], []
+    for _ in range(k):
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         kvec = (2.0 * np.pi / rng.uniform(*wavelengths)) * (m.T @ direction)
         phase = rng.uniform(0.0, 2.0 * np.pi) - float(kvec @ np.asarray(center))
-        a = (np.float32(kvec[0]) * x + np.float32(kvec[1]) * y)[..., 0]
-        b = np.float32(kvec[2]) * z[0, 0] + np.float32(phase)
-        w = np.float32(amp / amps.sum())
-        plane += [np.cos(a), -np.sin(a)]
-        depth += [w * np.cos(b), w * np.sin(b)]
-    # sum over waves of in-plane x slice factors: one matrix product
-    p = np.stack(plane, axis=-1).reshape(-1, 2 * k)
-    q = np.stack(depth, axis=0)
-    out = (p @ q).reshape(x.shape[0], x.shape[1], z.shape[2])
-    return np.asarray(out, dtype=np.float32)
+        a_list.append((np.float32(kvec[0]) * x + np.float32(kvec[1]) * y).reshape(-1))
+        b_list.append(np.float32(kvec[2]) * z.reshape(-1) + np.float32(phase))
+        kvecs.append(kvec)
+    weights = (amps / amps.sum()).astype(np.float32)
+    return (np.stack(a_list, axis=1), np.stack(b_list, axis=0), weights,
+            np.asarray(kvecs, dtype=np.float32))
+
+
+def _waves(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+           wavelengths: tuple[float, float], k: int = 6, transform: np.ndarray | None = None,
+           center: tuple[float, float, float] = (0.0, 0.0, 0.0),
+           gradient: bool = False) -> Any:
+    """A smooth random field in [-1, 1]: a normalised sum of ``k`` plane waves.
+
+    ``x`` and ``y`` are ``(W, H, 1)`` and ``z`` is ``(1, 1, D)``; the sum over waves of
+    ``cos(a + b) = cos a cos b - sin a sin b`` (``a`` in-plane, ``b`` along the slices) is one
+    matrix product, so no full-size cosine is taken. ``transform`` (3 x 3) and ``center`` define
+    the space in which the wavelengths are measured: ``p = transform @ (q - center)``. With
+    ``gradient=True`` the field's gradient magnitude (per mm of head space) is returned too.
+    """
+    a, b, w, kv = _wave_terms(rng, x, y, z, wavelengths, k, transform, center)
+    cos_a, sin_a = np.cos(a), np.sin(a)
+    cos_b, sin_b = np.cos(b), np.sin(b)
+    shape = (x.shape[0], x.shape[1], z.shape[2])
+    plane = np.concatenate([cos_a, sin_a], axis=1)
+    field = (plane @ np.concatenate([w[:, None] * cos_b, -w[:, None] * sin_b])).reshape(shape)
+    if not gradient:
+        return np.asarray(field, dtype=np.float32)
+    # d/dq cos(a + b) = -k sin(a + b) = -k (sin a cos b + cos a sin b)
+    plane_s = np.concatenate([sin_a, cos_a], axis=1)
+    grad2 = np.zeros(shape, dtype=np.float32)
+    for c in range(3):
+        wk = (w * kv[:, c])[:, None]
+        g = (plane_s @ np.concatenate([-wk * cos_b, -wk * sin_b])).reshape(shape)
+        grad2 += g * g
+    return np.asarray(field, dtype=np.float32), np.sqrt(grad2)
 
 
 def _ellipsoid_depth(x: np.ndarray, y: np.ndarray, z: np.ndarray, center: tuple[float, ...],
@@ -860,13 +882,15 @@ def render_phantom(
     d_in = np.minimum(d_convex - csf_th, z - floor - 0.7)
     depth = np.minimum(d_in, np.where(above, np.abs(xm) - hw, np.float32(99.0)))
     cerebrum = (d_in > 0) & ~fissure
-    gyri = _waves(rng, x, y, z, (18.0, 34.0))
-    sulc_w = 0.05 + 0.10 * atrophy
+    # sulci: the zero set of a smooth random field, as a distance in mm from that surface
+    gyri, gyri_grad = _waves(rng, x, y, z, (18.0, 34.0), gradient=True)
+    sulcus_mm = np.abs(gyri) / np.maximum(gyri_grad, np.float32(1e-4))
+    sulc_half = 0.5 + 1.2 * atrophy  # half-width of the sulcal CSF
     sulc_depth = 10.0 + 4.0 * _waves(rng, x, y, z, (30.0, 60.0), k=3)
     tissue[cerebrum] = Tissue.WHITE_MATTER
-    grey = (depth < 2.5) | ((np.abs(gyri) < sulc_w + 0.12) & (depth < sulc_depth + 2.5))
+    grey = (depth < 2.5) | ((sulcus_mm < sulc_half + 2.5) & (depth < sulc_depth + 2.5))
     tissue[cerebrum & grey] = Tissue.GREY_MATTER
-    tissue[cerebrum & (np.abs(gyri) < sulc_w) & (depth < sulc_depth)] = Tissue.CSF
+    tissue[cerebrum & (sulcus_mm < sulc_half) & (depth < sulc_depth)] = Tissue.CSF
     slack = shift + 1.0
     for sx in (-1.0, 1.0):  # thalamus, lentiform and caudate nuclei
         for c, a in (((10.0, -10.0, 10.0), (9.0, 13.0, 9.0)),
