@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     # phantom.py
     "make_phantom_cohort": "phantom",
     "PhantomConfig": "phantom",
+    "phantom_table": "phantom",
 }
 
 __all__ = sorted(_EXPORTS)
