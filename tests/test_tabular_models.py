@@ -249,3 +249,31 @@ def test_make_model_uses_library_defaults_with_the_seed():
         assert est.get_params() == ref
     with pytest.raises(ValueError, match="model must be one of"):
         make_model("svm")
+
+
+def test_dnn_restores_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = PerezDNNClassifier(max_epochs=2, batch_size=16, num_threads=1).fit(X, np.tile([0, 1], 20))
+    est.predict_proba(X)
+    assert torch.get_num_threads() == before
+
+
+def test_fit_model_keeps_the_dnn_validation_part_out_of_training():
+    from ichprog.tabular.models import fit_model
+
+    table = clinical_table(100, seed=6)
+    label = table[LABEL_COLUMN]
+    pipe = fit_model("dnn", table, ["GCS", "Age"], seed=0, params={"max_epochs": 3})
+    val, train = pipe.val_ids_, pipe.train_ids_
+    assert len(val) == 10 and not set(val) & set(train)
+    assert set(val) | set(train) == set(table.index)
+    # stratified validation part, balanced training part
+    assert abs(label.loc[val].mean() - label.mean()) < 0.1
+    assert label.loc[train].mean() == 0.5
+    # the other families train on every patient, balanced
+    lr = fit_model("lr", table, ["GCS", "Age"], seed=0)
+    assert lr.val_ids_ == [] and set(lr.train_ids_) == set(table.index)
+    assert label.loc[lr.train_ids_].mean() == 0.5

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "TabularPreprocessor": "models",
     "PerezDNNClassifier": "models",
     "make_model": "models",
+    "fit_model": "models",
     # cv.py
     "cross_validate_tabular": "cv",
     "TabularCVResult": "cv",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "PAPER_TABLE1": "cv",
     # explain.py
     "shap_values": "explain",
+    "explainer_kind": "explain",
     "shap_importance": "explain",
     "plot_shap": "explain",
     # boundaries.py

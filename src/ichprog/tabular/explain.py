@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from ichprog.data.schema import LABEL_COLUMN
-from ichprog.tabular.models import check_table, make_model, resolve_features
+from ichprog.tabular.models import fit_model
 
 __all__ = ["explainer_kind", "shap_values", "shap_importance", "plot_shap"]
 
@@ -211,9 +210,12 @@ def shap_importance(
 
     Three ways to call it:
 
-    * ``shap_importance("dnn", table)``: fit that family on the whole table (balanced by
-      oversampling, seeded) and explain the same patients;
+    * ``shap_importance("dnn", table)``: fit that family on the whole table
+      (:func:`ichprog.tabular.models.fit_model`: balanced by oversampling, seeded) and explain
+      the same patients;
     * ``shap_importance(fitted_pipeline, table)``: explain a fitted model on ``table``;
+    * ``shap_importance(table)`` or ``shap_importance(table, "lr")``: the same, with the
+      random forest when no family is named;
     * ``shap_importance(cv_result, table)``: out-of-fold explanations of a
       :class:`~ichprog.tabular.TabularCVResult`: each fold's model explains its own test
       patients, with background patients from its training part, and the values of all folds are
@@ -249,6 +251,9 @@ def shap_importance(
         Indexed by rank (1 = most important) with columns ``feature``, ``mean_abs_shap`` and
         ``share`` (of the total); ties keep the input column order.
     """
+    if isinstance(model, pd.DataFrame) or (hasattr(model, "table") and hasattr(model, "ids")):
+        # called as shap_importance(table) or shap_importance(table, "lr")
+        model, table = ("rf" if table is None else table), model
     data = getattr(table, "table", table)
     if data is not None and not isinstance(data, pd.DataFrame):
         raise TypeError(f"table must be a Cohort or a DataFrame, got {type(table).__name__}")
@@ -274,15 +279,8 @@ def shap_importance(
     elif isinstance(model, str):
         if data is None:
             raise ValueError("pass a table to fit the model on")
-        from ichprog.data import oversample
-
         frame = _indexed(data)
-        cols = resolve_features(features)
-        y = check_table(frame, cols, label=True)[LABEL_COLUMN].astype(int)
-        ids = oversample(list(frame.index), y.to_numpy(), seed=seed) if balance else list(
-            frame.index)
-        pipe = make_model(model, cols, seed=seed, params=params).fit(frame.loc[ids],
-                                                                    y.loc[ids].to_numpy())
+        pipe = fit_model(model, frame, features, seed=seed, params=params, balance=balance)
         explanation = shap_values(pipe, pick(frame), frame, max_background=max_background,
                                   seed=seed, progress=progress)
     else:

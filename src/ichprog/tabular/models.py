@@ -13,8 +13,9 @@ published: they are the libraries' defaults, with ``random_state`` fixed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "TabularPreprocessor",
     "PerezDNNClassifier",
     "make_model",
+    "fit_model",
 ]
 
 #: The 42 model inputs in the order of the public table: 20 binary, 21 numeric and GCS.
@@ -309,6 +311,10 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         Seed for the weights, dropout, shuffling and the validation split.
     progress
         Show a progress bar over epochs.
+    num_threads
+        torch CPU threads while fitting and predicting (restored afterwards). The network is
+        tiny, so one thread is fastest, and much faster than several on a busy machine;
+        ``None`` keeps torch's setting.
 
     Attributes
     ----------
@@ -338,6 +344,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         threshold: float = 0.5,
         random_state: int | None = 0,
         progress: bool = False,
+        num_threads: int | None = 1,
     ):
         self.hidden = hidden
         self.dropout = dropout
@@ -351,8 +358,21 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.random_state = random_state
         self.progress = progress
+        self.num_threads = num_threads
 
     # -- helpers ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        import torch
+
+        before = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(int(self.num_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def _build(self, n_features: int) -> Any:
         import torch.nn as nn
 
@@ -456,7 +476,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[0] < 2:
             raise ValueError("PerezDNNClassifier needs at least two training samples")
 
-        with torch.random.fork_rng(devices=[]):
+        with self._threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             net = self._build(X.shape[1])
@@ -528,7 +548,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fit on "
                              f"{self.n_features_in_}")
-        with torch.no_grad():
+        with self._threads(), torch.no_grad():
             out = self.network_(torch.as_tensor(X, dtype=torch.float32)).squeeze(1)
         return out.numpy().astype(float)
 
@@ -596,3 +616,68 @@ def make_model(
     cols = resolve_features(features)
     spec: str | tuple[str, ...] = features if isinstance(features, str) else cols
     return Pipeline([("prep", TabularPreprocessor(spec)), ("model", est)])
+
+
+def fit_model(
+    name: str,
+    table: pd.DataFrame,
+    features: str | Sequence[str] = "all",
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    balance: bool = True,
+) -> Pipeline:
+    """Fit a model family on a whole table the way the cross-validation fits a fold.
+
+    The minority class is oversampled (:func:`ichprog.data.oversample`). For the dense network a
+    stratified validation part (its ``val_fraction``, default 10 %) is split off *before* the
+    oversampling, so that no copy of a validation patient is trained on.
+
+    Parameters
+    ----------
+    name
+        Model family (see :func:`make_model`).
+    table
+        Clinical table with the features and ``Label (poor_prognosis)``, one row per patient.
+    features, seed, params
+        See :func:`make_model`; ``seed`` also seeds the split and the oversampling.
+    balance
+        Oversample the minority class.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        The fitted model, with two extra attributes: ``train_ids_`` (the balanced training IDs,
+        repeated where oversampled) and ``val_ids_`` (the dense network's validation IDs; empty
+        for the other families).
+    """
+    from ichprog.data import oversample
+
+    cols = resolve_features(features)
+    checked = check_table(table, cols, label=True)
+    frame = table.copy()
+    frame.index = pd.Index([str(i) for i in frame.index], name=frame.index.name)
+    if frame.index.has_duplicates:
+        raise ValueError("patient IDs repeat in the table")
+    y = pd.Series(checked[LABEL_COLUMN].to_numpy(dtype=int), index=frame.index)
+    pipe = make_model(name, cols, seed=seed, params=params)
+    ids = list(frame.index)
+    val: list[str] = []
+    if name.lower() == "dnn":
+        fraction = float(pipe["model"].val_fraction)
+        try:
+            ids, val = train_test_split(ids, test_size=fraction, stratify=y.to_numpy(),
+                                        random_state=seed)
+        except ValueError as exc:
+            raise ValueError(f"cannot split a stratified validation part of {fraction} off "
+                             f"{len(ids)} patients: {exc}") from exc
+    if balance:
+        ids = oversample(ids, y.loc[ids].to_numpy(), seed=seed)
+    if val:
+        prep = pipe["prep"].fit(frame.loc[ids])
+        pipe["model"].fit(prep.transform(frame.loc[ids]), y.loc[ids].to_numpy(),
+                          X_val=prep.transform(frame.loc[val]), y_val=y.loc[val].to_numpy())
+    else:
+        pipe.fit(frame.loc[ids], y.loc[ids].to_numpy())
+    pipe.train_ids_ = list(ids)
+    pipe.val_ids_ = list(val)
+    return pipe
