@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import ichprog.tabular as tab
-from ichprog.data.phantom import phantom_table
+from ichprog.data import phantom_table
 from ichprog.metrics import UndefinedMetricWarning, to_markdown
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     # --- SHAP: which variables drive the predictions? ---------------------------------------
     print("\nSHAP rankings (all 42 variables, top 5):")
     for name in ("lr", "rf", "dnn"):
-        kw = {"max_samples": 12 if small else 100, "max_background": 20 if small else 50,
+        kw = {"max_samples": 20 if small else 100, "max_background": 20 if small else 50,
               "params": params.get(name) if params else None} if name == "dnn" else {}
         ranking, explanation = tab.shap_importance(name, table, "all", seed=0,
                                                    return_explanation=True, **kw)

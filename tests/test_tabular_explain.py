@@ -126,10 +126,9 @@ def test_cross_validation_result_is_explained_out_of_fold(table):
 
 
 def test_phantom_cohort_ranks_gcs_and_age_on_top():
-    phantom = pytest.importorskip("ichprog.data.phantom")
-    if not hasattr(phantom, "phantom_table"):
-        pytest.skip("phantom_table not available")
-    clinical, _ = phantom.phantom_table(261, seed=0)
+    from ichprog.data import phantom_table
+
+    clinical, _ = phantom_table(261, seed=0)
     for name in ("lr", "rf"):
         ranking = shap_importance(name, clinical, "all")
         assert set(ranking["feature"].iloc[:2]) == {"GCS", "Age"}, (name, ranking.head())

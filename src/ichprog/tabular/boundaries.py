@@ -449,6 +449,7 @@ def plot_decision_regions(
         title = labels.get(name, name)
         ax.set_title(f"{title} (depth {max_depth})" if name == "dtc" else title)
         ax.legend(loc="lower right", fontsize=8, title="prognosis", title_fontsize=8)
+    fig.suptitle("dashed: learned cut-offs (decision_boundaries)", fontsize=9, y=0.995)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
