@@ -664,3 +664,15 @@ def test_trained_model_looks_at_the_hematoma(tmp_path):
     assert lesion_mass.mean() > 5 * random_mass.mean()
     summary = S.summarize_lesion_scores(scores, metrics=["mass_lesion"]).iloc[0]
     assert summary.excess_low > 0  # above the chance level, with 95 % confidence
+
+
+def test_figures_crop_to_the_head():
+    vol = np.zeros((4, 16, 16), np.float32)
+    vol[:, 4:12, 3:10] = 0.5  # the head; the rest is background at the window's minimum
+    sal = np.zeros_like(vol)
+    sal[2, 6, 6] = 1.0
+    fig = S.plot_slices(vol, sal, slices=[2])
+    # margin of 2 voxels: rows 2..13, columns 1..11
+    assert fig.axes[0].images[0].get_array().shape == (12, 11)
+    fig = S.plot_slices(vol, sal, slices=[2], crop=False)
+    assert fig.axes[0].images[0].get_array().shape == (16, 16)

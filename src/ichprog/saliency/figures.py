@@ -113,6 +113,21 @@ def _display_range(volume: np.ndarray,
     return level - width / 2, level + width / 2
 
 
+def _crop_box(ct: np.ndarray, vrange: tuple[float, float], crop: bool,
+              margin: int = 2) -> tuple[slice, slice]:
+    """In-plane bounding box of the voxels above the display minimum (the head), over all
+    slices, with a margin; the whole plane when ``crop`` is off or nothing is above it."""
+    h, w = ct.shape[1:]
+    if not crop:
+        return slice(0, h), slice(0, w)
+    fg = np.any(ct > vrange[0], axis=0)
+    if not fg.any():
+        return slice(0, h), slice(0, w)
+    rows, cols = np.flatnonzero(np.any(fg, axis=1)), np.flatnonzero(np.any(fg, axis=0))
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+
+
 def _draw(ax: Any, ct: np.ndarray, sal: np.ndarray | None, mask: np.ndarray | None,
           vrange: tuple[float, float], alpha: float, cmap: str,
           tf: Callable[[np.ndarray], np.ndarray]) -> Any:
@@ -151,7 +166,7 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
                 n_slices: int = 4, by: SliceRule = "saliency", mask: Any = None,
                 window: Literal["auto"] | tuple[float, float] | None = "auto",
                 alpha: float = 0.5, cmap: str = "inferno", title: str | None = None,
-                orientation: Orientation = "radiological",
+                orientation: Orientation = "radiological", crop: bool = True,
                 path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
     """A slice panel of one patient: the CT with the saliency map overlaid.
 
@@ -181,6 +196,9 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
         Figure title (e.g. ``"patient 59 - p = 0.81"``).
     orientation
         ``"radiological"`` (default), ``"neurological"`` or ``"stored"`` (see the module notes).
+    crop
+        Show only the in-plane box holding the head (voxels above the display window's
+        minimum, over all slices) instead of the whole field of view.
     path
         Save the figure there (PNG by the extension), creating folders.
     dpi
@@ -204,13 +222,14 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
         raise ValueError(f"slice indices must lie in 0..{ct.shape[0] - 1}, got {slices}")
     vrange = _display_range(ct, window)
     tf = _orient(orientation)
+    rows, cols = _crop_box(ct, vrange, crop)
     ncols = len(slices)
     fig = _new_figure((2.6 * ncols + 0.6, 3.0))
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     im = None
     for ax, s in zip(axes, slices):
-        im = _draw(ax, ct[s], sal[s], msk[s] if msk is not None else None, vrange, alpha, cmap,
-                   tf)
+        im = _draw(ax, ct[s, rows, cols], sal[s, rows, cols],
+                   msk[s, rows, cols] if msk is not None else None, vrange, alpha, cmap, tf)
         ax.set_title(f"slice {s}", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01, label="saliency")
@@ -228,7 +247,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
                     model_labels: Mapping[str, str] | None = None,
                     window: Literal["auto"] | tuple[float, float] | None = "auto",
                     alpha: float = 0.5, cmap: str = "inferno",
-                    orientation: Orientation = "radiological",
+                    orientation: Orientation = "radiological", crop: bool = True,
                     path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
     """A grid comparing models on the same patients (like the paper's Fig. 5 and 6).
 
@@ -256,7 +275,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
         (59)"``.
     model_labels
         ``{model: column title}`` (default the model names).
-    window, alpha, cmap, orientation, path, dpi
+    window, alpha, cmap, orientation, crop, path, dpi
         See :func:`plot_slices`.
 
     Returns
@@ -302,15 +321,16 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             total = np.sum([sal[m] for m in models], axis=0)
             s = select_slices(total, msk, n=1, by=by if msk is not None else "saliency")[0]
         vrange = _display_range(ct, window)
-        m_slice = msk[s] if msk is not None else None
-        _draw(axes[r, 0], ct[s], None, m_slice, vrange, alpha, cmap, tf)
+        rows, cols = _crop_box(ct, vrange, crop)
+        m_slice = msk[s, rows, cols] if msk is not None else None
+        _draw(axes[r, 0], ct[s, rows, cols], None, m_slice, vrange, alpha, cmap, tf)
         label = (row_labels or {}).get(pid, str(pid))
         axes[r, 0].set_ylabel(f"{label}\nslice {s}", fontsize=9)
         if r == 0:
             axes[r, 0].set_title("CT", fontsize=10)
         for c, m in enumerate(models, start=1):
-            im = _draw(axes[r, c], ct[s], sal[m][s], m_slice, vrange, alpha, cmap, tf) \
-                or im
+            im = _draw(axes[r, c], ct[s, rows, cols], sal[m][s, rows, cols], m_slice, vrange,
+                       alpha, cmap, tf) or im
             head = (model_labels or {}).get(m, m) if r == 0 else ""
             p = (probs or {}).get(m, {}).get(pid)
             text = "\n".join(t for t in (head, f"p = {p:.2f}" if p is not None else "") if t)
