@@ -35,6 +35,13 @@ def test_planted_cutoffs_are_recovered(gcs_cut, age_cut):
     assert decision_boundaries(table) == {"GCS": gcs_cut, "Age": age_cut}
 
 
+def test_a_table_only_cohort_is_accepted():
+    from ichprog.data import Cohort
+
+    table = planted_table(8, 80, n=1500, seed=3)
+    assert decision_boundaries(Cohort(table, image_paths=None)) == decision_boundaries(table)
+
+
 def test_cutoffs_follow_the_encoders_conventions():
     table = planted_table(9, 75, seed=1)
     cuts = decision_boundaries(table, pooled=False)

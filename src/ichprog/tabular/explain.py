@@ -234,8 +234,9 @@ def shap_importance(
     balance
         Oversample the minority class before fitting (family name only).
     max_samples
-        Explain at most this many patients (drawn without replacement with ``seed``); the
-        kernel explainer of the dense network costs ~0.1 s per patient.
+        Explain at most this many patients (drawn without replacement with ``seed``; per fold
+        for a cross-validation result); the kernel explainer of the dense network costs about
+        0.1 s per patient with 42 variables.
     max_background
         Background size for the linear and kernel explainers.
     params
