@@ -1,0 +1,80 @@
+"""Train the multi-task model MT (ord GCS, bin age) on a phantom cohort and test it.
+
+The phantom cohort is generated with a strong image signal (``image_signal=3``): hematoma
+volume, intraventricular extension and site drive the outcome. One stratified fold is held out
+for testing; the model is trained on the rest (with a validation part for early stopping) and
+its test AUC for prognosis is printed with a bootstrap 95 % interval, next to chance (0.5).
+
+Environment variables
+---------------------
+ICHPROG_EXAMPLE_SMALL=1
+    A CPU-sized run (under a minute): 64 patients, 32 x 48 x 48 inputs, a tiny DenseNet.
+    Without it: 200 patients, 40 x 96 x 96 inputs, DenseNet121, up to 40 epochs.
+ICHPROG_EXAMPLE_OUT
+    Output folder (default: a new temporary folder).
+
+Outputs: ``phantom/`` (the cohort), ``fit/`` (model, checkpoints, history.png),
+``test_predictions.csv`` and ``test_metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import ichprog as ip
+from ichprog.data import PreprocessConfig, make_phantom_cohort, make_splits
+from ichprog.metrics import binary_metrics, bootstrap_ci
+from ichprog.training import TrainConfig
+
+
+def main() -> None:
+    small = os.environ.get("ICHPROG_EXAMPLE_SMALL") == "1"
+    out = Path(os.environ.get("ICHPROG_EXAMPLE_OUT") or tempfile.mkdtemp(prefix="ichprog_fit_"))
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    if small:
+        n, scan, inputs, trunk, epochs = 64, (16, 64, 64), (32, 48, 48), "densenet_tiny", 12
+        model_kwargs = {"trunk_kwargs": {"block_config": (1, 2, 2, 1)}}
+    else:
+        n, scan, inputs, trunk, epochs = 200, (32, 128, 128), (40, 96, 96), "densenet121", 40
+        model_kwargs = {}
+
+    cohort = make_phantom_cohort(n, seed=0, out_dir=out / "phantom", shape=scan,
+                                 image_signal=3.0, progress=False, overwrite=True)
+    print(f"phantom cohort: {len(cohort)} patients, {int(cohort.labels.sum())} poor prognosis")
+
+    # one stratified fold as test set; its training part keeps a validation part
+    fold = make_splits(cohort, folds=4, seed=0, val_fraction=0.15).folds[0]
+    preprocess = PreprocessConfig(shape=inputs, skull_strip=True)
+    config = TrainConfig(max_epochs=epochs, patience=10, batch_size=8, progress=not small)
+    model = ip.fit_multitask(cohort, ip.tasks.MT_ORD_GCS_BIN_AGE, trunk=trunk,
+                             train_ids=fold.train, val_ids=fold.val, preprocess=preprocess,
+                             config=config, seed=0, out_dir=out / "fit",
+                             cache_dir=out / "cache", model_kwargs=model_kwargs,
+                             progress=not small, overwrite=True)
+    print(model)
+    print(f"best epoch {model.info['best_epoch']} of {model.info['epochs_run']} "
+          f"({model.info['stop_reason']}), trained in {model.info['precision']}")
+
+    test = cohort.subset(fold.test)
+    pred = model.predict(test)
+    truth = test.targets(model.preset)
+    pred.insert(0, "prognosis_true", truth["prognosis"])
+    pred.to_csv(out / "test_predictions.csv")
+
+    table = bootstrap_ci(binary_metrics, truth["prognosis"], pred["prognosis_prob"].to_numpy(),
+                         n_resamples=1000, seed=0, progress=False)
+    table.to_csv(out / "test_metrics.csv", index=False)
+    auc = table.set_index("metric").loc["auc"]
+    print(table.round(3).to_string(index=False))
+    print(f"\ntest AUC for prognosis: {auc.estimate:.2f} (95 % CI {auc.low:.2f}-{auc.high:.2f}); "
+          f"chance is 0.50 -> {'above' if auc.low > 0.5 else 'not clearly above'} chance")
+    print(f"outputs in {out}  ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
