@@ -107,6 +107,14 @@ def test_check_table_rejects_missing_values_and_bad_gcs_and_label():
     table.loc["P001", LABEL_COLUMN] = 2
     with pytest.raises(ValueError, match="P001"):
         check_table(table, ["GCS"], label=True)
+    table = clinical_table(10)
+    table.loc["P005", "Smoker"] = 2
+    with pytest.raises(ValueError, match=r"'Smoker'.*P005.*0 or 1"):
+        check_table(table, ["Smoker"])
+    table = clinical_table(10)
+    table.loc["P006", "Age"] = -4.0
+    with pytest.raises(ValueError, match=r"'Age'.*P006.*non-negative"):
+        check_table(table, ["Age"])
 
 
 def _fast_dnn(**kw) -> PerezDNNClassifier:

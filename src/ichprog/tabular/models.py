@@ -155,7 +155,8 @@ def check_table(
         When a column is absent (the message lists the missing columns).
     ValueError
         For non-numeric, missing or infinite values (naming the column, the patient and the value),
-        GCS outside 3-15 or not an integer, or a label other than 0/1.
+        GCS outside 3-15 or not an integer, a negative age, or a label or binary column
+        (:data:`ichprog.data.schema.BINARY_COLUMNS`) with a value other than 0/1.
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(table).__name__}")
@@ -183,19 +184,27 @@ def check_table(
         if col == GCS_COLUMN:
             wrong = (values < GCS_MIN) | (values > GCS_MAX) | (values != np.round(values))
             if wrong.any():
-                pid = wrong.index[np.flatnonzero(wrong.to_numpy())[0]]
+                pos = int(np.flatnonzero(wrong.to_numpy())[0])
                 raise ValueError(
-                    f"column {col!r}{where}: value {values.loc[pid]!r} for patient {pid!r}; "
-                    f"expected an integer from {GCS_MIN} to {GCS_MAX}"
+                    f"column {col!r}{where}: value {values.iloc[pos]!r} for patient "
+                    f"{values.index[pos]!r}; expected an integer from {GCS_MIN} to {GCS_MAX}"
                 )
-        if col == LABEL_COLUMN:
+        if col == LABEL_COLUMN or col in BINARY_COLUMNS:
             wrong = ~values.isin([0.0, 1.0])
             if wrong.any():
-                pid = wrong.index[np.flatnonzero(wrong.to_numpy())[0]]
+                pos = int(np.flatnonzero(wrong.to_numpy())[0])
+                expected = ("0 (good prognosis) or 1 (poor prognosis)" if col == LABEL_COLUMN
+                            else "0 or 1 (a binary column)")
                 raise ValueError(
-                    f"column {col!r}{where}: value {values.loc[pid]!r} for patient {pid!r}; "
-                    "expected 0 (good prognosis) or 1 (poor prognosis)"
+                    f"column {col!r}{where}: value {values.iloc[pos]!r} for patient "
+                    f"{values.index[pos]!r}; expected {expected}"
                 )
+        if col == AGE_COLUMN and (values < 0).any():
+            pos = int(np.flatnonzero((values < 0).to_numpy())[0])
+            raise ValueError(
+                f"column {col!r}{where}: value {values.iloc[pos]!r} for patient "
+                f"{values.index[pos]!r}; expected a non-negative number of years"
+            )
         out[col] = values
     return pd.DataFrame(out, index=table.index)
 
