@@ -290,7 +290,10 @@ class ArrayDataset(Dataset):
         Optional ``{task name: array (N, n_outputs)}`` of loss targets (see
         :meth:`ichprog.tasks.Task.loss_targets`).
 
-    Items are ``{"image": float32 (1, D, H, W), "id": str, "index": int, "targets": {...}}``.
+    Notes
+    -----
+    Items are ``{"image": float32 (1, D, H, W), "id": str, "index": int, "targets": {...}}``
+    (``"targets"`` only when given).
     """
 
     def __init__(self, volumes: np.ndarray | Sequence[np.ndarray], ids: Sequence[str] | None = None,

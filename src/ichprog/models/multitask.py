@@ -15,7 +15,19 @@ __all__ = ["TaskHead", "MultiTaskNet", "multitask_loss"]
 
 
 class TaskHead(nn.Sequential):
-    """ReLU (DenseNet trunks) -> global pooling -> flatten -> ``Linear(n_features, n_outputs)``."""
+    """ReLU (DenseNet trunks) -> global pooling -> flatten -> ``Linear(n_features, n_outputs)``.
+
+    Parameters
+    ----------
+    n_features
+        Channels of the trunk's feature map.
+    n_outputs
+        Logits of the task.
+    pool
+        ``"avg"`` (global average pooling) or ``"max"``.
+    pre_activation
+        Apply an (out-of-place) ReLU first, as DenseNet's classifier does.
+    """
 
     def __init__(self, n_features: int, n_outputs: int, pool: str = "avg",
                  pre_activation: bool = True):
@@ -45,7 +57,18 @@ class MultiTaskNet(nn.Module):
     trunk_kwargs
         Extra keyword arguments for the trunk (e.g. a smaller ``block_config``).
 
-    ``forward(x)`` takes ``(N, C, D, H, W)`` and returns ``{task name: logits (N, n_outputs)}``.
+    Notes
+    -----
+    ``forward(x)`` takes a batch ``(N, C, D, H, W)`` and returns ``{task name: logits (N,
+    n_outputs)}`` in the order of the tasks. Every ``Conv3d`` of the trunk is a
+    :class:`~ichprog.models.trunks.Bf16SafeConv3d` (see there).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MultiTaskNet("mt_ord_gcs_bin_age", trunk="densenet_tiny")
+    >>> {k: tuple(v.shape) for k, v in net(torch.zeros(2, 1, 32, 32, 32)).items()}
+    {'prognosis': (2, 1), 'gcs': (2, 2), 'age': (2, 1)}
     """
 
     def __init__(self, tasks: Preset | Sequence[Task] | str, trunk: str | None = None,
@@ -73,6 +96,7 @@ class MultiTaskNet(nn.Module):
 
     @property
     def tasks(self) -> tuple[Task, ...]:
+        """The tasks, in output order (the first is the primary task)."""
         return self.preset.tasks
 
     @property
@@ -92,12 +116,14 @@ class MultiTaskNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> MultiTaskNet:
+        """Rebuild a network (with fresh weights) from :meth:`config`."""
         kwargs = {k: tuple(v) if isinstance(v, list) else v
                   for k, v in dict(cfg.get("trunk_kwargs") or {}).items()}
         return cls(Preset.from_dict(cfg["preset"]), in_channels=cfg.get("in_channels", 1),
                    dropout=cfg.get("dropout"), trunk_kwargs=kwargs)
 
     def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` (naming the expected and actual shape) for a wrong input."""
         if x.ndim != 5:
             raise ValueError(f"expected a batch (N, C, D, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
@@ -109,9 +135,11 @@ class MultiTaskNet(nn.Module):
             )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's feature map ``(N, n_features, d, h, w)`` (before the heads)."""
         return self.trunk(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every task: ``{task name: (N, n_outputs)}``."""
         self.check_input(x)
         f = self.trunk(x)
         return {name: head(f) for name, head in self.heads.items()}
@@ -119,10 +147,26 @@ class MultiTaskNet(nn.Module):
 
 def multitask_loss(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                    tasks: Sequence[Task]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Weighted sum of per-task losses: BCE with logits for binary and (cumulative) ordinal
-    tasks, mean squared error for continuous ones.
+    """Weighted sum of per-task losses (the paper's Eq. 1).
 
-    Returns the total and the unweighted per-task losses.
+    BCE with logits for binary and (cumulative) ordinal tasks, mean squared error for continuous
+    ones; each task's loss is weighted by ``task.weight``.
+
+    Parameters
+    ----------
+    outputs
+        ``{task name: logits (N, n_outputs)}`` (any float dtype; computed in float32).
+    targets
+        ``{task name: (N, n_outputs)}`` loss targets (:meth:`ichprog.tasks.Task.loss_targets`).
+    tasks
+        The tasks to include.
+
+    Returns
+    -------
+    total : torch.Tensor
+        The weighted sum (a scalar).
+    per_task : dict of str to torch.Tensor
+        The unweighted loss of every task.
     """
     per_task: dict[str, torch.Tensor] = {}
     total: torch.Tensor | None = None

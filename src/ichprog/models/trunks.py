@@ -68,7 +68,23 @@ def make_bf16_safe(module: nn.Module) -> nn.Module:
 
 @dataclass
 class TrunkSpec:
-    """A trunk module together with what its heads need to know about it."""
+    """A trunk module together with what its heads need to know about it.
+
+    Attributes
+    ----------
+    module
+        The feature extractor: ``(N, C, D, H, W)`` -> ``(N, n_features, d, h, w)``.
+    n_features
+        Channels of its output.
+    pool
+        Global pooling of the heads (``"avg"`` or ``"max"``).
+    pre_activation
+        Whether the heads apply a ReLU before pooling (DenseNet's features end with a norm).
+    cam_layer
+        Dotted name (inside ``module``) of the default Grad-CAM layer.
+    min_size
+        Smallest spatial side the trunk accepts.
+    """
 
     module: nn.Module
     n_features: int
@@ -112,7 +128,17 @@ def _densenet_tiny(**kwargs: Any) -> TrunkSpec:
 
 
 class PerezCNN(nn.Sequential):
-    """Feature extractor of the Perez del Barrio et al. (2023) 3D CNN (without its classifier)."""
+    """Feature extractor of the Perez del Barrio et al. (2023) 3D CNN (without its classifier).
+
+    Parameters
+    ----------
+    in_channels
+        Input channels.
+    channels
+        Output channels of the four unpadded 3x3x3 convolution blocks.
+    dropout
+        ``Dropout3d`` probability after the second block.
+    """
 
     def __init__(self, in_channels: int = 1, channels: tuple[int, int, int, int] = (16, 32, 64, 128),
                  dropout: float = 0.5):
@@ -152,7 +178,28 @@ TRUNKS: dict[str, Callable[..., TrunkSpec]] = {
 
 def build_trunk(name: str, in_channels: int = 1, dropout: float | None = None,
                 **kwargs: Any) -> TrunkSpec:
-    """Build a registered trunk by name; ``kwargs`` go to the trunk's constructor."""
+    """Build a registered trunk by name.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`TRUNKS`: ``"densenet121"``, ``"densenet_tiny"`` or ``"perez2023"``.
+    in_channels
+        Input channels.
+    dropout
+        Dropout probability; ``None`` keeps the trunk's default.
+    **kwargs
+        Passed to the trunk's constructor (e.g. ``block_config`` for the DenseNets).
+
+    Returns
+    -------
+    TrunkSpec
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones).
+    """
     try:
         factory = TRUNKS[name]
     except KeyError:
