@@ -325,6 +325,18 @@ def test_fitted_model_objects_and_errors():
     ref = S.guided_backprop(net, x)
     np.testing.assert_array_equal(S.guided_backprop(Fitted(net=net), x), ref)
     np.testing.assert_array_equal(S.guided_backprop(Fitted(model=net), x), ref)
+    # a network returning one tensor: task=None, binary by its single output
+    class OneTensor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = net
+
+        def forward(self, t):
+            return self.inner(t)["prognosis"]
+
+    np.testing.assert_array_equal(S.guided_backprop(OneTensor(), x, task=None), ref)
+    with pytest.raises(ValueError, match="target must be one of"):
+        S.guided_backprop(OneTensor(), x, task=None, target=2)
     with pytest.raises(TypeError, match=r"\.net or \.model"):
         S.guided_backprop(Fitted(weights=None), x)
     mt = MultiTaskNet("mt_bin_gcs_bin_age", trunk="densenet_tiny")

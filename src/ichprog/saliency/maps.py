@@ -495,7 +495,8 @@ class Explainer:
         """The probability of the explained class: ``sigmoid(sign * logit)``.
 
         For a binary head this is P(y = target); for an ordinal head and ``target = k >= 1`` it
-        is P(y >= k), and for ``target = 0`` P(y = 0).
+        is P(y >= k), and for ``target = 0`` P(y = 0). For a continuous head it is the sigmoid of
+        the (signed) output, which is not a probability.
         """
         x, _ = _as_batch(volume)
         x = x.to(self.device)
