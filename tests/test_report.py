@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from ichprog import report
+from ichprog.metrics import TIDY_COLUMNS
 from ichprog.report import (
     Report,
     build_report,
@@ -201,12 +201,12 @@ def _fake_run(tmp_path):
                 y = int(rng.integers(0, 2))
                 s = float(rng.random())
                 preds.append((model, fold, f"p{fold}{i}", "prognosis", y, s, int(s >= 0.5)))
-    pd.DataFrame(rows, columns=list(report.TIDY_COLUMNS)).to_csv(tmp_path / "cv" / "metrics.csv",
+    pd.DataFrame(rows, columns=list(TIDY_COLUMNS)).to_csv(tmp_path / "cv" / "metrics.csv",
                                                                   index=False)
     pd.DataFrame(preds, columns=["model", "fold", "id", "task", "y_true", "score", "pred"]).to_csv(
         tmp_path / "cv" / "predictions.csv", index=False)
     pd.DataFrame([("<LR>", 0, "prognosis", "auc", 0.7)],
-                 columns=list(report.TIDY_COLUMNS)).to_csv(tmp_path / "tabular" / "metrics.csv",
+                 columns=list(TIDY_COLUMNS)).to_csv(tmp_path / "tabular" / "metrics.csv",
                                                            index=False)
     (tmp_path / "run.json").write_text(json.dumps({
         "title": "Demo run", "labels": {"mt_ord_gcs_bin_age": "MT (ord GCS, bin age)"},

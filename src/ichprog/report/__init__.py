@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from ichprog.report.builder import Report, figure_to_png
 from ichprog.report.figures import (
-    TIDY_COLUMNS,
     confusion_figure,
     importance_figure,
     interval_table,
@@ -30,7 +29,6 @@ from ichprog.report.run import PHANTOM_NOTE, RUN_LAYOUT, build_report
 __all__ = [
     "Report",
     "figure_to_png",
-    "TIDY_COLUMNS",
     "summary_table",
     "interval_table",
     "roc_figure",

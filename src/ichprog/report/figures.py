@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog.metrics import TIDY_COLUMNS
 from ichprog.report.paper import METRIC_LABELS
 
 __all__ = [
-    "TIDY_COLUMNS",
     "summary_table",
     "interval_table",
     "roc_figure",
@@ -27,8 +27,6 @@ __all__ = [
     "importance_figure",
 ]
 
-#: Columns of the library's one metrics table format.
-TIDY_COLUMNS = ("model", "fold", "task", "metric", "value")
 
 
 def _plt() -> Any:
