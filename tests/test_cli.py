@@ -198,3 +198,48 @@ def test_tabular_stage_on_a_tiny_phantom_and_reuse(tmp_path, capsys):
     # and the report builds from what is there
     assert main(["report", str(out), "-q"]) == EXIT_OK
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_cv_saliency_and_report_on_a_tiny_phantom(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--no-progress", "--n-patients", "24",
+              "--set", "data.phantom_shape=[32,40,40]", "--shape", "32", "32", "32",
+              "--trunk", "densenet_tiny", "--epochs", "1", "--folds", "2",
+              "--set", "train.accumulation_steps=1", "--set", "train.precision=fp32",
+              "--set", "cv.bootstrap=50"]
+    assert main(["cv", *common, "--preset", "mt_ord_gcs_bin_age"]) == EXIT_OK
+    tidy = pd.read_csv(out / "cv" / "metrics.csv")
+    assert set(tidy["task"]) == {"prognosis", "gcs", "age"}
+    assert set(tidy["fold"]) == {0, 1}
+    # the ordinal GCS head is scored with the ordinal metrics, prognosis with the binary ones
+    assert {"uoc", "qwk", "mae"} <= set(tidy.loc[tidy["task"] == "gcs", "metric"])
+    assert "auc" in set(tidy.loc[tidy["task"] == "prognosis", "metric"])
+    preds = pd.read_csv(out / "cv" / "predictions.csv")
+    # every patient is tested exactly once per task
+    assert preds[preds["task"] == "prognosis"]["id"].nunique() == 24
+    assert len(preds[preds["task"] == "prognosis"]) == 24
+    boot = pd.read_csv(out / "cv" / "bootstrap.csv")
+    assert set(boot["metric"]) >= {"auc", "accuracy", "balanced_accuracy"}
+    ok = boot[["low", "high"]].notna().all(axis=1)
+    assert ok.any() and (boot.loc[ok, "low"] <= boot.loc[ok, "high"]).all()
+    capsys.readouterr()
+    # the same command again reuses the finished stage
+    assert main(["cv", *common, "--preset", "mt_ord_gcs_bin_age"]) == EXIT_OK
+    assert "[cv] reusing" in capsys.readouterr().err
+    assert main(["saliency", "--out", str(out), "--no-progress",
+                 "--set", "saliency.n_patients=1",
+                 "--set", "saliency.methods=['guided_backprop']"]) == EXIT_OK
+    assert (out / "saliency" / "guided_backprop.png").is_file()
+    scores = pd.read_csv(out / "saliency" / "lesion_scores.csv")
+    assert len(scores) == 1 and scores["mass_lesion"].between(0, 1).all()
+    assert main(["report", str(out), "-q"]) == EXIT_OK
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "MT (ord GCS, bin age)" in html and "Saliency maps" in html
+    # predict with a fold's saved model
+    scan = next((out / "phantom").glob("*_PROGNOSIS/*.nii.gz"))
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out / "cv" / "mt_ord_gcs_bin_age" / "fold_00"),
+                 str(scan), "--out", str(csv), "-q", "--no-progress"]) == EXIT_OK
+    pred = pd.read_csv(csv)
+    assert len(pred) == 1 and pred["prognosis_prob"].between(0, 1).all()
