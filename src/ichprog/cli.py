@@ -937,6 +937,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if cfg["data"]["source"] != "phantom":
         run.say("note: the demo runs on your cohort ([data] source = 'table')")
     run.manifest["mode"] = mode
+    if mode == "full" and _device_text(cfg["run"]["device"]).startswith("cpu"):
+        run.say("warning: --full runs the paper's protocol (DenseNet121 at 40 x 301 x 301, 10 "
+                "folds, up to 100 epochs); without a GPU it takes days. Interrupt with Ctrl-C "
+                "at any time: finished folds are kept and reused.")
     cohort = _load_cohort(run)
     _describe_run(run, "phantom", "tabular", "cv", "ablation", "saliency", "report")
     run.manifest["summary"]["demo mode"] = mode
@@ -1256,6 +1260,16 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _device_text(device: str) -> str:
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    if device == "mps":
+        return "mps"
+    return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+
+
 def _describe_run(run: _Run, *stages: str) -> None:
     cfg = run.cfg
     trunk = cfg["model"]["trunk"] or "the preset's (densenet121 / perez2023)"
@@ -1275,6 +1289,7 @@ def _describe_run(run: _Run, *stages: str) -> None:
         "augmentation": "on" if cfg["train"]["augment"] else "off",
         "bootstrap": f"{cfg['cv']['bootstrap']} resamples on test fold {cfg['cv']['bootstrap_fold'] + 1}",
         "seed": str(cfg["run"]["seed"]),
+        "device": _device_text(cfg["run"]["device"]),
         "stages": ", ".join(stages),
     }
     run.manifest["summary"] = s
