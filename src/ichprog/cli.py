@@ -563,7 +563,7 @@ def _not_available(what: str, exc: Exception) -> RuntimeError:
 
 def _stage_tabular(run: _Run, cohort: Any) -> None:
     cfg = run.cfg
-    key = _stage_key(cfg, "data", "tabular")
+    key = _stage_key(cfg, "data", "tabular") | {"val_fraction": cfg["cv"]["val_fraction"]}
     with run.stage("tabular", key) as todo:
         if not todo:
             return
