@@ -11,7 +11,7 @@ from ichprog.tabular import cross_validate_tabular, make_model
 from ichprog.tabular.explain import explainer_kind, plot_shap, shap_importance, shap_values
 
 FAST = {"dnn": {"max_epochs": 30, "batch_size": 32, "lr": 1e-2}, "rf": {"n_estimators": 30},
-        "xgb": {"n_estimators": 30}}
+        "xgb": {"n_estimators": 30, "n_jobs": 1}}
 
 
 def clinical_table(n: int = 150, seed: int = 0) -> pd.DataFrame:

@@ -24,7 +24,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ichprog.data.schema import (
@@ -336,7 +337,8 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_balanced_accuracy``.
     network_ : torch.nn.Module
-        The fitted network (evaluation mode).
+        The fitted network (evaluation mode, weights converted to double precision for
+        prediction).
     """
 
     def __init__(
@@ -400,15 +402,10 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
             nn.Linear(widths[2], 1),
         )
 
-    @staticmethod
-    def _as_array(X: Any, name: str) -> np.ndarray:
-        arr = X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else np.asarray(X, dtype=float)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            row, col = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(f"{name}: non-finite value at row {row}, column {col}")
-        return arr
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def _encode_y(self, y: Any, name: str) -> np.ndarray:
         y = np.asarray(y)
@@ -440,18 +437,20 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         """
         import torch
 
-        X = self._as_array(X, "X")
-        y = np.asarray(y)
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
-        if classes.size != 2:
+        if classes.size < 2:
             raise ValueError(
-                f"PerezDNNClassifier needs exactly two classes in y; got {classes.tolist()} "
-                f"with counts {counts.tolist()}"
+                f"PerezDNNClassifier needs two classes in y; got one class only "
+                f"({classes.tolist()}, {int(counts.sum())} samples)"
+            )
+        if classes.size > 2:
+            raise ValueError(
+                "Only binary classification is supported by PerezDNNClassifier; y has "
+                f"{classes.size} classes {classes.tolist()} with counts {counts.tolist()}"
             )
         self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
         y01 = self._encode_y(y, "y")
         seed = 0 if self.random_state is None else int(self.random_state)
         if (X_val is None) != (y_val is None):
@@ -469,7 +468,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
                     f"{len(y01)} samples with class counts {counts.tolist()}: {exc}"
                 ) from exc
         else:
-            Xv = self._as_array(X_val, "X_val")
+            Xv = check_array(X_val, dtype=np.float64, input_name="X_val")
             if Xv.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"X_val has {Xv.shape[1]} features, X has {X.shape[1]}"
@@ -540,7 +539,9 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
                 net.load_state_dict(best_state)
             else:
                 best_epoch = len(history) - 1
-            net.eval()
+            # predict in double precision (exact copy of the float32 weights), so that a
+            # patient's output does not depend on which other patients share the batch
+            net = net.double().eval()
         self.network_ = net
         self.history_ = history
         self.best_epoch_ = best_epoch
@@ -553,12 +554,9 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         check_is_fitted(self, "network_")
-        X = self._as_array(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fit on "
-                             f"{self.n_features_in_}")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         with self._threads(), torch.no_grad():
-            out = self.network_(torch.as_tensor(X, dtype=torch.float32)).squeeze(1)
+            out = self.network_(torch.as_tensor(X, dtype=torch.float64)).squeeze(1)
         return out.numpy().astype(float)
 
     def predict_proba(self, X: Any) -> np.ndarray:
