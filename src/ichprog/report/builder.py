@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["Report", "figure_to_png"]
@@ -204,7 +205,10 @@ class Report:
     # -- rendering --------------------------------------------------------------------------------
     @staticmethod
     def _format(value: Any, float_format: str) -> str:
-        if isinstance(value, float):
+        if isinstance(value, np.integer):
+            return str(int(value))
+        if isinstance(value, (float, np.floating)):
+            value = float(value)
             if value != value:  # NaN
                 return "n/a"
             return float_format.format(value)
@@ -226,9 +230,9 @@ class Report:
         head = ['<th class="idx">' + html.escape(str(df.index.name or "")) + "</th>"] if p["index"] else []
         head += [f"<th>{html.escape(str(c))}</th>" for c in df.columns]
         parts.append("<thead><tr>" + "".join(head) + "</tr></thead><tbody>")
-        for idx, row in df.iterrows():
+        for idx, *values in df.astype(object).itertuples(name=None):
             cells = [f'<td class="idx">{html.escape(str(idx))}</td>'] if p["index"] else []
-            cells += [self._cell_html(v, ff) for v in row.tolist()]
+            cells += [self._cell_html(v, ff) for v in values]
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></div>")
         return "".join(parts)
@@ -310,9 +314,9 @@ class Report:
                 cols = ([str(df.index.name or "")] if p["index"] else []) + [str(c) for c in df.columns]
                 out.append("| " + " | ".join(_md_cell(c) for c in cols) + " |")
                 out.append("|" + "|".join(["---"] * len(cols)) + "|")
-                for idx, row in df.iterrows():
+                for idx, *values in df.astype(object).itertuples(name=None):
                     cells = ([str(idx)] if p["index"] else []) + [
-                        self._format(v, p["float_format"]) for v in row.tolist()]
+                        self._format(v, p["float_format"]) for v in values]
                     out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
                 out.append("")
             elif b.kind == "figure":

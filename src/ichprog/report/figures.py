@@ -284,12 +284,15 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame],
                 ls = "--" if col.startswith("train") else styles[j % len(styles)]
                 ax.plot(x, pd.to_numeric(h[col], errors="coerce").to_numpy(dtype=float), ls=ls,
                         c=c, lw=1.5, marker="o", ms=2.5, label=f"{label}: {col}")
+    from matplotlib.ticker import MaxNLocator
+
     ax_l.set_title("loss (dashed: training, solid: validation)", fontsize=9)
     ax_r.set_title("validation scores", fontsize=9)
     for ax in (ax_l, ax_r):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1,
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1,
                       frameon=False)
     if title:
         fig.suptitle(title)

@@ -295,12 +295,11 @@ def _section_saliency(rep: Report, run_dir: Path, labels: dict[str, str]) -> Non
             agg.index = [" / ".join(labels.get(str(v), str(v)) for v in
                                     (i if isinstance(i, tuple) else (i,))) for i in agg.index]
             agg.index.name = " / ".join(keys)
-            rep.table(agg, caption="Lesion scores, mean over the explained patients: share of the "
-                                   "saliency mass inside the lesion (mass_lesion) against its "
-                                   "chance level (lesion_share, the lesion's share of the brain), "
-                                   "their ratio (enrichment, 1 = chance), and whether the map's "
-                                   "maximum lies in the lesion (pointing_lesion; chance "
-                                   "pointing_chance)")
+            rep.text("Lesion scores: `mass_lesion` is the share of a map's mass inside the "
+                     "lesion and `lesion_share` its chance level (the lesion's share of the "
+                     "brain); `enrichment` is their ratio (1 = chance); `pointing_lesion` says "
+                     "whether the map's maximum lies in the lesion (chance `pointing_chance`).")
+            rep.table(agg, caption="Lesion scores (mean over the explained patients)")
         else:
             rep.table(scores, caption="Lesion scores")
     for png in pngs:
