@@ -402,7 +402,7 @@ DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
                   "precision": "fp32"},
         "cv": {"folds": 5, "bootstrap": 1000},
         "tabular": {"folds": 10, "dnn_epochs": 30},
-        "ablation": {"max_configs": 0},
+        "ablation": {"max_configs": 3},
         "saliency": {"n_patients": 4},
     },
     "full": {
