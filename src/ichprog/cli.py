@@ -1292,6 +1292,19 @@ def _describe_run(run: _Run, *stages: str) -> None:
         "device": _device_text(cfg["run"]["device"]),
         "stages": ", ".join(stages),
     }
+    if "cv" in stages:
+        s["cross-validated models"] = ", ".join(cfg["cv"]["models"])
+    if "ablation" in stages:
+        n = cfg["ablation"]["max_configs"]
+        s["ablation"] = (f"{cfg['ablation']['preset']}, "
+                         + (f"the first {n} loss configurations (reduced)" if n
+                            else "every loss configuration"))
+    if "tabular" in stages:
+        s["tabular"] = (f"Table 1 models, {cfg['tabular']['folds']} folds, dense network "
+                        f"{cfg['tabular']['dnn_epochs']} epochs")
+    if "saliency" in stages:
+        s["saliency"] = (", ".join(cfg["saliency"]["methods"]) + f" on {cfg['saliency']['n_patients']}"
+                         f" test patients of fold {cfg['saliency']['fold'] + 1}")
     run.manifest["summary"] = s
     run.save()
 
