@@ -12,6 +12,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,21 @@ def test_light_modules_import_without_torch():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+DOCS = sorted((Path(__file__).resolve().parents[1] / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_docs_reference_importable_modules_and_valid_python(page):
+    import re
+
+    text = page.read_text(encoding="utf-8")
+    for target in re.findall(r"^::: (ichprog[\w.]*)", text, flags=re.M):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            module, _, attr = target.rpartition(".")
+            assert hasattr(importlib.import_module(module), attr), f"{page.name}: ::: {target}"
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        compile(block, f"{page.name} snippet", "exec")
