@@ -176,7 +176,7 @@ def test_docs_reference_importable_modules_and_valid_python(page):
     text = page.read_text(encoding="utf-8")
     for target in re.findall(r"^::: (ichprog[\w.]*)", text, flags=re.M):
         try:
-            importlib.import_module(module)
+            importlib.import_module(target)
         except ImportError:
             module, _, attr = target.rpartition(".")
             assert hasattr(importlib.import_module(module), attr), f"{page.name}: ::: {target}"
