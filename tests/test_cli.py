@@ -243,3 +243,17 @@ def test_cv_saliency_and_report_on_a_tiny_phantom(tmp_path, capsys):
                  str(scan), "--out", str(csv), "-q", "--no-progress"]) == EXIT_OK
     pred = pd.read_csv(csv)
     assert len(pred) == 1 and pred["prognosis_prob"].between(0, 1).all()
+
+
+def test_a_new_phantom_cohort_removes_results_of_the_old_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    for d in ("cv/x", "cache", "tabular"):
+        (out / d).mkdir(parents=True)
+    (out / "splits.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")  # not written by ichprog: kept
+    run = cli._Run(out, default_config(), command="test", quiet=False)
+    cli._forget_results(run)
+    assert not (out / "cv").exists() and not (out / "cache").exists()
+    assert not (out / "splits.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert "removing the results computed on the previous cohort" in capsys.readouterr().err

@@ -530,6 +530,7 @@ def _load_cohort(run: _Run) -> Any:
         key = _stage_key(cfg, "data")
         with run.stage("phantom", key) as todo:
             if todo:
+                _forget_results(run)
                 make_phantom_cohort(n=data["n_patients"], seed=cfg["run"]["seed"], out_dir=pdir,
                                     shape=tuple(data["phantom_shape"]),
                                     progress=cfg["run"]["progress"], overwrite=True)
@@ -540,6 +541,29 @@ def _load_cohort(run: _Run) -> Any:
         run.manifest["phantom"] = True
     _describe_cohort(run, cohort)
     return cohort
+
+
+#: What the stages write, computed from the cohort: removed when the phantom is generated anew.
+_DERIVED = ("tabular", "cv", "ablation", "saliency", "train", "cache", "splits.json")
+
+
+def _forget_results(run: _Run) -> None:
+    """A new phantom cohort reuses the patient IDs of the old one: drop everything computed on
+    the old cohort so that no finished fold or cached volume is reused by mistake."""
+    import shutil
+
+    gone = [n for n in _DERIVED if (run.out / n).exists()]
+    if not gone:
+        return
+    run.say(f"[phantom] the cohort settings changed: removing the results computed on the "
+            f"previous cohort ({', '.join(gone)})")
+    for n in gone:
+        path = run.out / n
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    run.manifest["timings"] = {}
 
 
 def _describe_cohort(run: _Run, cohort: Any) -> None:
