@@ -95,14 +95,24 @@ def test_accumulation_groups_by_hand():
 
 def test_accumulated_step_equals_one_large_batch(tmp_path):
     # Instance normalisation and no dropout make the loss a plain mean over samples, so three
-    # accumulated batches of 2 must give the same update as one batch of 6.
-    ds = make_dataset(6, shape=(32, 64, 64))  # instance norm needs > 1 voxel at the end
+    # accumulated batches of 2 must give the gradient of one batch of 6. AdamW's first moment
+    # after one step is 0.1 x the gradient: compare it from the saved optimizer states (the
+    # first update itself, about lr * sign(gradient), is too sensitive to rounding).
+    from safetensors.torch import load_file
+
+    ds = make_dataset(6, shape=(32, 32, 64))  # instance norm needs > 1 voxel at the end
     kw = {"block_config": (1, 1, 1, 1), "norm": "instance", "dropout_prob": 0.0}
-    a, b = make_model(**kw), make_model(**kw)
-    train(a, ds, ds, cfg(max_epochs=1, batch_size=2, accumulation_steps=3, patience=None))
-    train(b, ds, ds, cfg(max_epochs=1, batch_size=6, accumulation_steps=1, patience=None))
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
-        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-6, msg=k)
+    moments = []
+    for bs, steps in ((2, 3), (6, 1)):
+        out = tmp_path / f"bs{bs}"
+        train(make_model(**kw), ds, ds, cfg(max_epochs=1, batch_size=bs, accumulation_steps=steps,
+                                            patience=None), out_dir=out)
+        state = load_file(str(out / read_sidecar(out)["state"]))
+        moments.append({k: v for k, v in state.items() if k.endswith(".exp_avg")})
+        assert float(state["optim.0.step"]) == 1.0
+    assert moments[0].keys() == moments[1].keys() and len(moments[0]) > 10
+    for k, m in moments[0].items():
+        torch.testing.assert_close(m, moments[1][k], rtol=1e-3, atol=1e-7)
 
 
 def test_no_gradient_left_unapplied(tmp_path):
@@ -177,16 +187,17 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path):
 
 def test_finished_run_is_reused_and_a_different_config_refused(tmp_path):
     ds = make_dataset(8)
-    first = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
-    again = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
+    first = train(make_model(), ds, ds, cfg(max_epochs=1), out_dir=tmp_path)
+    again = train(make_model(), ds, ds, cfg(max_epochs=1), out_dir=tmp_path)
     assert again.reused and not first.reused
     assert state_equal(first.model, again.model)
     with pytest.raises(ValueError, match=r"different configuration.*lr: 0.001 -> 0.01"):
-        train(make_model(), ds, ds, cfg(lr=1e-2), out_dir=tmp_path)
+        train(make_model(), ds, ds, cfg(max_epochs=1, lr=1e-2), out_dir=tmp_path)
     other = make_dataset(8, prefix="q")
     with pytest.raises(ValueError, match="train_data.ids"):
-        train(make_model(), other, ds, cfg(), out_dir=tmp_path)
-    fresh = train(make_model(), ds, ds, cfg(lr=1e-2), out_dir=tmp_path, overwrite=True)
+        train(make_model(), other, ds, cfg(max_epochs=1), out_dir=tmp_path)
+    fresh = train(make_model(), ds, ds, cfg(max_epochs=1, lr=1e-2), out_dir=tmp_path,
+                  overwrite=True)
     assert not fresh.reused and read_sidecar(tmp_path)["config"]["lr"] == 1e-2
 
 
@@ -209,11 +220,9 @@ class _Killer(torch.utils.data.Dataset):
         return self.ds[i]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, precision):
+def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
-    config = cfg(max_epochs=3, batch_size=4, accumulation_steps=2, patience=None,
-                 precision=precision)
+    config = cfg(max_epochs=3, batch_size=4, accumulation_steps=2, patience=None)
     straight = train(make_model(), ds, val, config)
     # killed in the middle of the second epoch (10 items per epoch)
     killer = _Killer(ds, limit=14)
@@ -292,3 +301,11 @@ def test_resume_with_the_augmented_ctdataset(tmp_path):
     resumed = train(make_model(), train_ds, val_ds, config, out_dir=tmp_path / "r")
     assert resumed.resumed_from == 1
     assert state_equal(resumed.model, straight.model)
+
+
+def test_a_batch_of_one_sample_gets_a_hint():
+    # 9 samples in batches of 4 leave one sample for the last batch; DenseNet's last
+    # BatchNorm sees one value per channel at this tiny input size
+    ds = make_dataset(9)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(make_model(), ds, ds, cfg(max_epochs=1))

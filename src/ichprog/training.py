@@ -1022,8 +1022,17 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                                             leave=False, unit="batch")):
             x = _to_device(batch["image"], device, config.channels_last)
             targets = _batch_targets(batch, tasks, "training")
-            with _autocast(device, amp_dtype):
-                outputs = train_fwd(x)
+            try:
+                with _autocast(device, amp_dtype):
+                    outputs = train_fwd(x)
+            except ValueError as exc:
+                if x.shape[0] == 1 and "more than 1 value per channel" in str(exc):
+                    raise ValueError(
+                        f"epoch {epoch}: the last training batch holds a single sample "
+                        f"({len(train_ds)} samples, batch_size={config.batch_size}) and "  # type: ignore[arg-type]
+                        "the trunk's last BatchNorm sees one value per channel at this input "
+                        "size; change batch_size or use larger inputs") from exc
+                raise
             total, per_task = multitask_loss(outputs, targets, tasks)
             if not torch.isfinite(total):
                 raise FloatingPointError(

@@ -40,6 +40,14 @@ class TaskHead(nn.Sequential):
         self.add_module("flatten", nn.Flatten(1))
         self.add_module("out", nn.Linear(n_features, n_outputs))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, n_outputs)``; computed in float32 even under autocast (cheap, and keeps
+        probabilities free of bfloat16 rounding, which would create ties in rankings)."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
 
 class MultiTaskNet(nn.Module):
     """A 3D trunk shared by one head per task.
