@@ -73,6 +73,7 @@ __all__ = [
     "predict_proba",
     "resolve_device",
     "resolve_precision",
+    "resolve_channels_last",
     "seed_everything",
     "save_checkpoint",
     "load_checkpoint",
@@ -121,7 +122,9 @@ class TrainConfig:
         ``"auto"`` (bfloat16 autocast on CPU and bfloat16-capable GPUs, float16 with a gradient
         scaler on older GPUs), ``"bf16"``, ``"fp16"`` or ``"fp32"``.
     channels_last
-        Use the ``channels_last_3d`` memory format (often faster on CPU and recent GPUs).
+        Use the ``channels_last_3d`` memory format. ``None`` (default): on with bfloat16
+        autocast on a CPU, where it was measured faster (1.9x instead of 1.6x over float32 per
+        DenseNet121 training step at 40 x 301 x 301), off otherwise (slower in float32).
     compile
         Wrap the model with :func:`torch.compile` for training (first epoch slower).
     num_workers
@@ -143,7 +146,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: Precision = "auto"
-    channels_last: bool = False
+    channels_last: bool | None = None
     compile: bool = False
     num_workers: int = 0
     eval_batch_size: int | None = None
@@ -745,6 +748,14 @@ def _batch_targets(batch: Mapping[str, Any], tasks: Sequence[Task], where: str) 
     return {t.name: targets[t.name] for t in tasks}
 
 
+def resolve_channels_last(channels_last: bool | None, device: torch.device,
+                          amp_dtype: torch.dtype | None) -> bool:
+    """``None`` -> ``True`` for bfloat16 autocast on a CPU, else ``False``; booleans pass."""
+    if channels_last is None:
+        return device.type == "cpu" and amp_dtype == torch.bfloat16
+    return bool(channels_last)
+
+
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     if channels_last and x.ndim == 5:
@@ -810,7 +821,7 @@ def _probs_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:
 
 def predict_proba(model: MultiTaskNet, dataset: Dataset, batch_size: int = 8,
                   device: str | torch.device = "auto", precision: str = "auto",
-                  channels_last: bool = False, progress: bool = False,
+                  channels_last: bool | None = None, progress: bool = False,
                   num_workers: int = 0) -> dict[str, np.ndarray]:
     """Per-task probabilities of a model on every item of a dataset, in dataset order.
 
@@ -834,8 +845,11 @@ def predict_proba(model: MultiTaskNet, dataset: Dataset, batch_size: int = 8,
     """
     dev = resolve_device(device)
     amp, _ = resolve_precision(precision, dev)
+    cl = resolve_channels_last(channels_last, dev, amp)
     model.to(dev)
-    res = _run_inference(model, dataset, model.tasks, batch_size, dev, amp, channels_last,
+    if cl:
+        model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    res = _run_inference(model, dataset, model.tasks, batch_size, dev, amp, cl,
                          progress, with_targets=False, num_workers=num_workers)
     return {t.name: _probs_from_logits(t, res["logits"][t.name]) for t in model.tasks}
 
@@ -941,7 +955,8 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
     run_hash = _payload_hash(payload)
 
     model.to(device)
-    if config.channels_last:
+    channels_last = resolve_channels_last(config.channels_last, device, amp_dtype)
+    if channels_last:
         model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay, amsgrad=config.amsgrad)
@@ -1020,7 +1035,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         n_seen = 0
         for b, batch in enumerate(_progress(loader, config.progress, desc=f"epoch {epoch}",
                                             leave=False, unit="batch")):
-            x = _to_device(batch["image"], device, config.channels_last)
+            x = _to_device(batch["image"], device, channels_last)
             targets = _batch_targets(batch, tasks, "training")
             try:
                 with _autocast(device, amp_dtype):
@@ -1055,7 +1070,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                                f"{len(train_ds)}")  # type: ignore[arg-type]
 
         res = _run_inference(model, val_ds, tasks, eval_bs, device, amp_dtype,
-                             config.channels_last, False, with_targets=True,
+                             channels_last, False, with_targets=True,
                              num_workers=config.num_workers)
         row: dict[str, Any] = {"epoch": epoch, "train_loss": total_sum / n_seen}
         row.update({f"train_loss_{k}": v / n_seen for k, v in sums.items()})
