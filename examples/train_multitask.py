@@ -17,6 +17,11 @@ ICHPROG_EXAMPLE_OUT
 
 Outputs: ``phantom/`` (the cohort), ``fit/`` (model, checkpoints, history.png),
 ``test_predictions.csv`` and ``test_metrics.csv``.
+
+Measured (full run, 2 shared CPU cores, 12 minutes): 160 patients (96 poor prognosis), best
+epoch 10 of 25 (early stopping), test fold of 40 patients: prognosis AUC 0.81 (95 % bootstrap
+CI 0.66-0.94), balanced accuracy 0.73 (0.59-0.85): above chance. The small run only checks the
+pipeline (its AUC is near or below 0.5).
 """
 
 from __future__ import annotations
