@@ -292,7 +292,7 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame],
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1,
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=1,
                       frameon=False)
     if title:
         fig.suptitle(title)
