@@ -55,8 +55,9 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.training": {
         "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
-        "plot_history", "predict_proba", "read_sidecar", "resolve_device", "resolve_precision",
-        "save_checkpoint", "save_weights", "seed_everything", "targets_to_classes", "train"
+        "plot_history", "predict_proba", "read_sidecar", "resolve_channels_last",
+        "resolve_device", "resolve_precision", "save_checkpoint", "save_weights",
+        "seed_everything", "targets_to_classes", "train"
     },
     "ichprog.tabular": {
         "ALL_FEATURES", "FEATURE_SETS", "MODEL_LABELS", "MODEL_NAMES", "PAPER_TABLE1",
