@@ -281,13 +281,16 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame],
             for j, col in enumerate(cols):
                 if col not in h.columns:
                     continue
-                ls = "--" if col.startswith("train") else styles[j % len(styles)]
+                if ax is ax_l:
+                    ls = "--" if col.startswith("train") else "-"
+                else:
+                    ls = styles[j % len(styles)]
                 ax.plot(x, pd.to_numeric(h[col], errors="coerce").to_numpy(dtype=float), ls=ls,
                         c=c, lw=1.5, marker="o", ms=2.5, label=f"{label}: {col}")
     from matplotlib.ticker import MaxNLocator
 
     ax_l.set_title("loss (dashed: training, solid: validation)", fontsize=9)
-    ax_r.set_title("validation scores", fontsize=9)
+    ax_r.set_title("validation scores (solid: val_score, dotted: AUC)", fontsize=9)
     for ax in (ax_l, ax_r):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
