@@ -290,7 +290,7 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame],
     from matplotlib.ticker import MaxNLocator
 
     ax_l.set_title("loss (dashed: training, solid: validation)", fontsize=9)
-    ax_r.set_title("validation scores (solid: val_score, dotted: AUC)", fontsize=9)
+    ax_r.set_title("validation scores", fontsize=9)
     for ax in (ax_l, ax_r):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
