@@ -33,7 +33,7 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 examples: $(STAMP)
 	@set -e; for f in $(wildcard examples/*.py); do echo "== $$f"; ICHPROG_EXAMPLE_SMALL=1 $(PY) $$f; done
