@@ -395,10 +395,10 @@ DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
         "saliency": {"n_patients": 2},
     },
     "default": {
-        "data": {"n_patients": 64, "phantom_shape": [32, 96, 96]},
+        "data": {"n_patients": 128, "phantom_shape": [32, 96, 96]},
         "preprocess": {"shape": [32, 48, 48]},
         "model": {"trunk": "densenet_tiny"},
-        "train": {"epochs": 5, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
+        "train": {"epochs": 20, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
                   "precision": "fp32"},
         "cv": {"folds": 4, "bootstrap": 1000},
         "tabular": {"folds": 10, "dnn_epochs": 30},
