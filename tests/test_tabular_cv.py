@@ -11,25 +11,16 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.preprocessing import MinMaxScaler
 
 from ichprog.data import Cohort, Fold, make_splits, oversample
-from ichprog.data.schema import BINARY_COLUMNS, COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
+from ichprog.data.schema import LABEL_COLUMN
 from ichprog.metrics import UndefinedMetricWarning
 from ichprog.tabular import PAPER_TABLE1, PerezDNNClassifier, cross_validate_tabular, table1
 from ichprog.tabular.cv import fold_seed
+from tabular_tables import random_clinical_table
 
 
 def clinical_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
     """A random table with all 44 columns (PatientID as a column); label driven by GCS and age."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, np.ndarray] = {"PatientID": np.arange(1, n + 1)}
-    for col in BINARY_COLUMNS:
-        data[col] = rng.integers(0, 2, n)
-    for col in NUMERIC_COLUMNS:
-        data[col] = rng.normal(100, 20, n)
-    data["Age"] = rng.integers(30, 96, n).astype(float)
-    data["GCS"] = rng.integers(3, 16, n)
-    logit = -0.35 * (data["GCS"] - 9) + 0.08 * (data["Age"] - 70)
-    data[LABEL_COLUMN] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame(data)[list(COLUMNS)]
+    return random_clinical_table(n, seed, ids="column")
 
 
 def best_epoch(history: list[dict]) -> int:

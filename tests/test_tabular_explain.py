@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ichprog.data.schema import BINARY_COLUMNS, COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
+from ichprog.data.schema import LABEL_COLUMN
 from ichprog.tabular import cross_validate_tabular, make_model
 from ichprog.tabular.explain import explainer_kind, plot_shap, shap_importance, shap_values
+from tabular_tables import random_clinical_table
 
 FAST = {"dnn": {"max_epochs": 30, "batch_size": 32, "lr": 1e-2}, "rf": {"n_estimators": 30},
         "xgb": {"n_estimators": 30, "n_jobs": 1}}
@@ -16,18 +17,8 @@ FAST = {"dnn": {"max_epochs": 30, "batch_size": 32, "lr": 1e-2}, "rf": {"n_estim
 
 def clinical_table(n: int = 150, seed: int = 0) -> pd.DataFrame:
     """All 44 columns, indexed by PatientID; only GCS and age carry signal."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, np.ndarray] = {}
-    for col in BINARY_COLUMNS:
-        data[col] = rng.integers(0, 2, n)
-    for col in NUMERIC_COLUMNS:
-        data[col] = rng.normal(100, 20, n)
-    data["Age"] = rng.integers(30, 96, n).astype(float)
-    data["GCS"] = rng.integers(3, 16, n)
-    logit = -0.6 * (data["GCS"] - 9) + 0.12 * (data["Age"] - 63)
-    data[LABEL_COLUMN] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    table = pd.DataFrame(data, index=pd.Index([f"P{i}" for i in range(n)], name="PatientID"))
-    return table[[c for c in COLUMNS if c != "PatientID"]]
+    return random_clinical_table(n, seed, gcs_slope=-0.6, age_slope=0.12, age_centre=63,
+                                 ids="P{i}")
 
 
 @pytest.fixture(scope="module")

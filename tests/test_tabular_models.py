@@ -11,7 +11,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from ichprog.data.schema import BINARY_COLUMNS, COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
+from ichprog.data.schema import COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
 from ichprog.tabular.models import (
     ALL_FEATURES,
     MODEL_NAMES,
@@ -21,23 +21,12 @@ from ichprog.tabular.models import (
     make_model,
     resolve_features,
 )
+from tabular_tables import random_clinical_table
 
 
 def clinical_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
     """A small random table with all 44 columns; the label depends on GCS and age."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, np.ndarray] = {}
-    for col in BINARY_COLUMNS:
-        data[col] = rng.integers(0, 2, n)
-    for col in NUMERIC_COLUMNS:
-        data[col] = rng.normal(100, 20, n)
-    data["Age"] = rng.integers(30, 96, n).astype(float)
-    data["GCS"] = rng.integers(3, 16, n)
-    logit = -0.35 * (data["GCS"] - 9) + 0.08 * (data["Age"] - 70)
-    data[LABEL_COLUMN] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    ids = [f"P{i:03d}" for i in range(n)]
-    table = pd.DataFrame(data, index=pd.Index(ids, name="PatientID"))
-    return table[[c for c in COLUMNS if c != "PatientID"]]
+    return random_clinical_table(n, seed)
 
 
 def test_all_features_are_the_42_inputs_in_table_order():
