@@ -6,8 +6,7 @@ Names are loaded lazily so that ``import ichprog.data`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ichprog._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # schema.py: the clinical table's columns, in one place
@@ -47,13 +46,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'ichprog.data' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"ichprog.data.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

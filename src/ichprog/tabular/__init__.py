@@ -14,8 +14,7 @@ explanations.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ichprog._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # models.py
@@ -52,13 +51,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'ichprog.tabular' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"ichprog.tabular.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
