@@ -45,7 +45,6 @@ unless ``overwrite=True``. Tables and figures can be regenerated from the CSV fi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -59,6 +58,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._util import (
+    atomic_write,
+    derive_seed,
+    package_versions,
+    stable_hash,
+    write_csv,
+    write_json,
+)
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
 
 __all__ = [
@@ -78,33 +85,8 @@ CV_FORMAT = "ichprog-cv/1"
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _derive_seed(*keys: int) -> int:
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def _json_dump(obj: Any, path: Path) -> None:
-    from ichprog.training import _json_default, _write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    from ichprog.training import _write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, df.to_csv(index=False))
-
-
 def _read_ids_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"PatientID": str, "id": str})
-
-
-def _hash(obj: Any) -> str:
-    from ichprog.training import _json_default
-
-    text = json.dumps(obj, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def prediction_columns(task: Task) -> list[str]:
@@ -142,12 +124,6 @@ def _prediction_frame(ids: Sequence[str], probs: Mapping[str, np.ndarray],
         data[f"{t.name}_pred"] = t.decode(p, threshold=threshold) if t.kind != "continuous" \
             else p[:, 0]
     return pd.DataFrame(data)
-
-
-def _versions() -> dict[str, str]:
-    from ichprog.training import _versions as tv
-
-    return tv()
 
 
 def _resolve_preprocess(preprocess: Any) -> Any:
@@ -416,14 +392,14 @@ class FittedModel:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_weights(self.model, out / "model.safetensors")
-        _write_csv(self.history, out / "history.csv")
-        _json_dump({
+        write_csv(self.history, out / "history.csv")
+        write_json({
             "format": FITTED_FORMAT,
             "model": self.model.config(),
             "preprocess": self.preprocess.to_dict(),
             "train_config": self.config.to_dict(),
             "info": self.info,
-            "versions": _versions(),
+            "versions": package_versions(),
         }, out / "fitted.json")
         return out
 
@@ -526,8 +502,8 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
         if both:
             raise ValueError(f"patients in both the training and the validation part: {both[:10]}")
     train_ds, val_ds, train_list = _datasets(cohort, preset, ids, val_list, preprocess, cache_dir,
-                                             augment, oversample, _derive_seed(seed, 1), preload)
-    seed_everything(_derive_seed(seed, 2))
+                                             augment, oversample, derive_seed(seed, 1), preload)
+    seed_everything(derive_seed(seed, 2))
     model = MultiTaskNet(preset, **dict(model_kwargs or {}))
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoints" if out is not None else None
@@ -798,14 +774,14 @@ class CVResult:
         """Write ``predictions.csv``, ``metrics.csv``, ``history.csv`` and ``config.json``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.predictions, out / "predictions.csv")
-        _write_csv(self.metrics(), out / "metrics.csv")
-        _write_csv(self.history, out / "history.csv")
+        write_csv(self.predictions, out / "predictions.csv")
+        write_csv(self.metrics(), out / "metrics.csv")
+        write_csv(self.history, out / "history.csv")
         cfg = dict(self.config)
         cfg.update({"format": CV_FORMAT, "name": self.name, "preset": self.preset.to_dict(),
                     "threshold": self.threshold})
-        cfg.setdefault("versions", _versions())
-        _json_dump(cfg, out / "config.json")
+        cfg.setdefault("versions", package_versions())
+        write_json(cfg, out / "config.json")
         return out
 
     @classmethod
@@ -904,7 +880,7 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
     }
     config_json = {"seed": int(seed), "folds": len(splits.folds), "val_fraction": val_fraction,
                    "run": run_config, "splits_seed": getattr(splits, "seed", None),
-                   "versions": _versions()}
+                   "versions": package_versions()}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         splits.save(out / "splits.json")
@@ -916,9 +892,9 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
     reused: list[int] = []
     for fold in tqdm(fold_list, desc=f"cross-validation {name}", unit="fold",
                      disable=not progress):
-        fold_seed = _derive_seed(seed, fold.index)
-        fold_hash = _hash({"run": run_config, "seed": fold_seed, "train": fold.train,
-                           "val": fold.val, "test": fold.test})
+        fold_seed = derive_seed(seed, fold.index)
+        fold_hash = stable_hash({"run": run_config, "seed": fold_seed, "train": fold.train,
+                                 "val": fold.val, "test": fold.test}, length=20)
         fdir = out / f"fold_{fold.index:02d}" if out is not None else None
         if fdir is not None and (fdir / "fold.json").is_file():
             meta = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
@@ -940,7 +916,7 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
                 reused.append(fold.index)
                 continue
         if fdir is not None:
-            _json_dump({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
+            write_json({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
                         "status": "running"}, fdir / "fold.json")
         cfg = dataclasses.replace(base_config, seed=fold_seed)
         fitted = fit_multitask(cohort, preset, preprocess=preprocess, config=cfg,
@@ -963,8 +939,8 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
             h.insert(0, "fold", fold.index)
             hists.append(h)
         if fdir is not None:
-            _write_csv(p, fdir / "predictions.csv")
-            _json_dump({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
+            write_csv(p, fdir / "predictions.csv")
+            write_json({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
                         "status": "done", "best_epoch": fitted.info.get("best_epoch"),
                         "epochs_run": fitted.info.get("epochs_run"),
                         "stop_reason": fitted.info.get("stop_reason"),
@@ -1070,11 +1046,9 @@ def plot_ablation(tidy_df: pd.DataFrame, task: str = "prognosis", path: str | Pa
                ncol=min(2, len(models)), fontsize=8)
     fig.suptitle(f"Ablation of the loss terms ({task})")
     if path is not None:
-        from ichprog.training import _atomic_write
-
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return fig
 
 
@@ -1125,7 +1099,7 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
     tidy_all = pd.concat([r.metrics() for r in results.values()], ignore_index=True)
     res = AblationResult(metrics=tidy_all, results=results, task=base.primary.name)
     if out is not None:
-        _write_csv(tidy_all, out / "ablation_metrics.csv")
+        write_csv(tidy_all, out / "ablation_metrics.csv")
         import matplotlib.pyplot as plt
 
         fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)

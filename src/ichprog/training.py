@@ -47,7 +47,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import time
 import warnings
@@ -62,6 +61,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ichprog._util import (
+    atomic_write,
+    derive_seed,
+    json_default,
+    package_versions,
+    stable_hash,
+    write_csv,
+    write_json,
+)
 from ichprog.models import MultiTaskNet, multitask_loss
 from ichprog.tasks import Task
 
@@ -272,11 +280,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _derive_seed(*keys: int) -> int:
-    """A 31-bit seed derived from integers (stable across platforms and Python versions)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
 # ---------------------------------------------------------------------------------------------
 # an in-memory dataset with the CTDataset item contract
 # ---------------------------------------------------------------------------------------------
@@ -339,24 +342,6 @@ class ArrayDataset(Dataset):
 # ---------------------------------------------------------------------------------------------
 # safetensors I/O (no pickle anywhere)
 # ---------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
 def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
     """Write a module's ``state_dict`` to a safetensors file, atomically.
 
@@ -373,7 +358,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"ichprog": json.dumps(dict(metadata or {}), sort_keys=True)}
-    _atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
@@ -457,7 +442,7 @@ def _save_state(path: Path, optimizer: torch.optim.Optimizer,
     meta = {"optimizer": json.dumps(opt_meta), "rng": json.dumps(rng_meta),
             "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled()
                                  else {})}
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
 
 def _load_state(path: Path, optimizer: torch.optim.Optimizer,
@@ -534,9 +519,9 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, optimizer: torch.opti
             from safetensors.torch import save_file
 
             best = {k: v.detach().to("cpu").contiguous() for k, v in best_model_state.items()}
-            _atomic_write(out / data["best_weights"],
-                          lambda p: save_file(best, str(p), metadata={"epoch": str(best_epoch)}))
-    _write_text(out / SIDECAR, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+            atomic_write(out / data["best_weights"],
+                         lambda p: save_file(best, str(p), metadata={"epoch": str(best_epoch)}))
+    write_json(data, out / SIDECAR)
     keep = {data["weights"], data["state"], data.get("best_weights")}
     for f in out.glob("*-e[0-9][0-9][0-9][0-9].safetensors"):
         if f.name not in keep:
@@ -593,18 +578,6 @@ def load_checkpoint(out_dir: str | Path, model: nn.Module,
     return data
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 # ---------------------------------------------------------------------------------------------
 # fingerprints
 # ---------------------------------------------------------------------------------------------
@@ -642,11 +615,6 @@ def _run_payload(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset,
         "train_data": _dataset_fingerprint(train_ds),
         "val_data": _dataset_fingerprint(val_ds),
     }
-
-
-def _payload_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -897,7 +865,7 @@ def _group_weights(n_samples: int, batch_size: int, steps: int) -> list[tuple[fl
 
 
 def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    s = _derive_seed(seed, epoch)
+    s = derive_seed(seed, epoch)
     seed_everything(s)
     return torch.Generator().manual_seed(s)
 
@@ -952,7 +920,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
     precision_name = "float32" if amp_dtype is None else str(amp_dtype).replace("torch.", "")
 
     payload = _run_payload(model, config, train_ds, val_ds, _weights_digest(model))
-    run_hash = _payload_hash(payload)
+    run_hash = stable_hash(payload, length=20)
 
     model.to(device)
     channels_last = resolve_channels_last(config.channels_last, device, amp_dtype)
@@ -977,7 +945,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         if side is not None and side.get("config_hash") != run_hash:
             if not overwrite:
                 diffs = _diff_keys(side.get("payload", {}), json.loads(json.dumps(
-                    payload, default=_json_default)))
+                    payload, default=json_default)))
                 raise ValueError(
                     f"{out / SIDECAR} holds a run with a different configuration (hash "
                     f"{side.get('config_hash')} != {run_hash}); differences: "
@@ -1126,7 +1094,7 @@ def _save_run(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
               config: TrainConfig, primary: Task) -> None:
     out.mkdir(parents=True, exist_ok=True)
     history = pd.DataFrame(rows)
-    _write_text(out / "history.csv", history.to_csv(index=False))
+    write_csv(history, out / "history.csv")
     sidecar = {
         "epoch": epoch,
         "finished": done,
@@ -1141,25 +1109,9 @@ def _save_run(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         "config": config.to_dict(),
         "config_hash": run_hash,
         "payload": payload,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     save_checkpoint(out, model, optimizer, sidecar, scaler, best_model_state=best_state)
-
-
-def _versions() -> dict[str, str]:
-    import platform
-
-    from ichprog import __version__
-
-    out = {"ichprog": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "numpy": np.__version__, "pandas": pd.__version__}
-    for name in ("monai", "sklearn", "safetensors"):
-        try:
-            mod = __import__(name)
-            out[name] = str(getattr(mod, "__version__", "?"))
-        except ImportError:  # pragma: no cover
-            out[name] = "not installed"
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1219,5 +1171,5 @@ def plot_history(history: pd.DataFrame, tasks: Sequence[str] | None = None,
     if path is not None:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return fig
