@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import textwrap
 import time
@@ -33,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash, write_text
 from ichprog._version import __version__
 
 if sys.version_info >= (3, 11):
@@ -422,18 +421,9 @@ DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
 # ------------------------------------------------------------------------------------------------
 # Run folder: manifest, stage markers, reuse
 # ------------------------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    out = {"ichprog": __version__, "python": platform.python_version()}
-    for name in ("numpy", "pandas", "scikit-learn", "torch", "monai", "shap", "xgboost"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
-            out[name] = version(name)
-    return out
-
-
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The key of a stage marker (16 hex digits; values JSON does not know hash as ``str``)."""
+    return stable_hash(obj, length=16, default=str)
 
 
 class _Run:
@@ -450,7 +440,8 @@ class _Run:
         if mpath.is_file():
             with contextlib.suppress(json.JSONDecodeError, OSError):
                 self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        self.manifest.update({"command": command, "versions": _versions(),
+        versions = package_versions(MANIFEST_PACKAGES, source="distribution")
+        self.manifest.update({"command": command, "versions": versions,
                               "title": f"ichprog report: {cfg['run']['name']}"})
         self.manifest.setdefault("timings", {})
         self.manifest["reused"] = []
@@ -463,9 +454,7 @@ class _Run:
             print(msg, file=sys.stderr, flush=True)
 
     def save(self) -> None:
-        tmp = self.out / "run.json.tmp"
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.out / "run.json")
+        write_text(self.out / "run.json", json.dumps(self.manifest, indent=2, default=str))
 
     def done(self, stage: str, key: Any) -> bool:
         marker = self.out / stage / ".done.json"
