@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ichprog._util import atomic_write, write_text
 from ichprog.data.nifti import load_volume
 from ichprog.data.preprocess import PIPELINE_VERSION, PreprocessConfig, preprocess_volume
 
@@ -76,14 +76,11 @@ def load_preprocessed(
 
 
 def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
             np.save(f, array, allow_pickle=False)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, write, fsync=False)
 
 
 class VolumeCache:
@@ -161,10 +158,7 @@ class VolumeCache:
         if cfg_file.exists():
             return
         payload = {"pipeline_version": PIPELINE_VERSION, "config": self.config.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=self.folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, cfg_file)
+        write_text(cfg_file, json.dumps(payload, indent=1), fsync=False)
 
     def _read(self, entry: Path) -> np.ndarray | None:
         try:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ichprog._util import derive_seed
 from ichprog.data.cache import VolumeCache, load_preprocessed
 from ichprog.data.preprocess import PreprocessConfig
 
@@ -115,11 +116,6 @@ def _plain_tensor(x: Any) -> torch.Tensor:
         x = x.as_tensor()
     t = torch.as_tensor(x)
     return t.to(torch.float32).contiguous()
-
-
-def _item_seed(seed: int, epoch: int, index: int) -> int:
-    return int(np.random.SeedSequence([int(seed) % 2**63, int(epoch), int(index)])
-               .generate_state(1)[0])
 
 
 class CTDataset(Dataset):
@@ -260,7 +256,8 @@ class CTDataset(Dataset):
             vol = vol.copy()
         image = torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
         if self._transform is not None:
-            self._transform.set_random_state(seed=_item_seed(self.seed, self.epoch, index) % 2**32)
+            item_seed = derive_seed(int(self.seed) % 2**63, self.epoch, index, bits=32)
+            self._transform.set_random_state(seed=item_seed)
             image = _plain_tensor(self._transform(image))
         item: dict[str, Any] = {"image": image, "id": self.ids[index], "index": index}
         if self.targets is not None:

@@ -9,11 +9,12 @@ truncated files, 2D images, 4D series with more than one volume, and NaN or infi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ichprog._util import atomic_write
 
 __all__ = ["load_volume", "save_volume", "check_volume", "NIFTI_SUFFIXES"]
 
@@ -241,11 +242,4 @@ def save_volume(
     img.set_sform(aff, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: nib.save(img, str(tmp)), suffix=suffix, fsync=False)

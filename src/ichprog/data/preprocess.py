@@ -19,13 +19,13 @@ saliency map computed on the network input can be saved as a NIfTI aligned with 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from ichprog._util import stable_hash
 
 __all__ = [
     "PreprocessConfig",
@@ -177,8 +177,7 @@ class PreprocessConfig:
         Equal settings give equal keys in every process and Python version (it does not use
         :func:`hash`).
         """
-        payload = json.dumps({"v": PIPELINE_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        return stable_hash({"v": PIPELINE_VERSION, **self.to_dict()}, length=16, default=None)
 
 
 # ----------------------------------------------------------------------------------------------

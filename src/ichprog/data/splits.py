@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ichprog._util import derive_seed, write_text
+
 __all__ = ["Fold", "Splits", "make_splits", "oversample"]
 
 _FORMAT = "ichprog.splits/1"
@@ -167,9 +169,7 @@ class Splits:
         """Write the splits to a JSON file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Splits:
@@ -222,10 +222,6 @@ def _ids_and_labels(cohort: Any, labels: Any) -> tuple[list[str], np.ndarray]:
     if len(set(ids)) != len(ids):
         raise ValueError("duplicated patient IDs")
     return ids, lab
-
-
-def _child_seed(seed: int, *keys: int) -> int:
-    return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0])
 
 
 def make_splits(
@@ -318,7 +314,7 @@ def make_splits(
                     train_idx,
                     test_size=n_val,
                     stratify=lab[train_idx],
-                    random_state=_child_seed(seed, k),
+                    random_state=derive_seed(seed, k, bits=32),
                 )
             except ValueError as exc:
                 raise ValueError(f"fold {k}: stratified validation split failed: {exc}") from exc

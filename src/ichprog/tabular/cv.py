@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ichprog._util import derive_seed
 from ichprog.data.schema import ID_COLUMN, LABEL_COLUMN
 from ichprog.tabular.models import (
     FEATURE_SETS,
@@ -92,7 +92,7 @@ PAPER_TABLE1: pd.DataFrame = pd.DataFrame(
 
 def fold_seed(seed: int, fold: int) -> int:
     """The seed of fold ``fold``, derived from the run's ``seed`` (for oversampling and model)."""
-    return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0] % 2**31)
+    return derive_seed(seed, fold)
 
 
 def feature_label(features: str | Sequence[str]) -> str:
