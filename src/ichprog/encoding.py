@@ -21,6 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ichprog._validation import as_float_array, check_labels, describe_position, first_bad, fmt
+
 __all__ = [
     "GCS_MIN",
     "GCS_MAX",
@@ -48,64 +50,6 @@ DecodeRule = Literal["count", "first_below", "cumprod"]
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _describe_position(index: tuple[int, ...] | int, values: Any = None) -> str:
-    """``"position 3"`` (1-D), ``"position (0, 1)"`` (n-D) or ``"position () of the scalar
-    input"``; with a pandas Series the index label is added, e.g.
-    ``"position 3 (index 'P012')"``."""
-    if isinstance(index, tuple) and len(index) == 1:
-        index = index[0]
-    if isinstance(index, tuple) and len(index) == 0:
-        return "position () of the scalar input"
-    text = f"position {index}"
-    labels = getattr(values, "index", None)
-    if isinstance(index, int) and labels is not None and getattr(values, "ndim", 0) == 1:
-        try:
-            text += f" (index {labels[index]!r})"
-        except (IndexError, TypeError):  # pragma: no cover - exotic index types
-            pass
-    return text
-
-
-def _fmt(value: Any) -> str:
-    """A number as users typed it: ``8.5``, ``nan``, ``20`` (not ``np.float64(20.0)``)."""
-    try:
-        return f"{float(value):g}"
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _as_float_array(values: Any, name: str) -> np.ndarray:
-    """Convert scalars, lists, numpy arrays and pandas Series to a float array.
-
-    Raises ``ValueError`` naming the first element that is not a number.
-    """
-    raw = values.to_numpy() if hasattr(values, "to_numpy") else values
-    try:
-        return np.asarray(raw, dtype=float)
-    except (TypeError, ValueError):
-        pass
-    obj = np.asarray(raw, dtype=object)
-    for pos in np.ndindex(obj.shape):
-        try:
-            float(obj[pos])
-        except (TypeError, ValueError):
-            where = _describe_position(tuple(int(i) for i in pos), values)
-            raise ValueError(f"{name}: expected numbers, got {obj[pos]!r} at {where}") from None
-    raise ValueError(f"{name}: expected numbers, got {values!r}")  # pragma: no cover
-
-
-def _first_bad(mask: np.ndarray) -> tuple[int, ...] | int:
-    """Index of the first ``True`` in ``mask``: an int for 1-D, a tuple otherwise (``()`` for a
-    0-d mask); usable to index the array the mask was computed from."""
-    mask = np.asarray(mask)
-    if mask.ndim == 0:
-        return ()
-    idx = np.argwhere(mask)[0]
-    if mask.ndim == 1:
-        return int(idx[0])
-    return tuple(int(i) for i in idx)
-
-
 def _int_output(arr: np.ndarray) -> np.ndarray:
     return np.asarray(arr, dtype=np.int64)
 
@@ -129,7 +73,7 @@ def validate_gcs(gcs: Any) -> np.ndarray:
         For a missing (NaN), infinite, non-integer or out-of-range score, naming the value and
         its position.
     """
-    arr = _as_float_array(gcs, "GCS")
+    arr = as_float_array(gcs, "GCS")
     checks = (
         (~np.isfinite(arr), "got"),
         (arr != np.round(arr), "got non-integer"),
@@ -137,10 +81,10 @@ def validate_gcs(gcs: Any) -> np.ndarray:
     )
     for bad, what in checks:
         if bad.any():
-            pos = _first_bad(bad)
+            pos = first_bad(bad)
             raise ValueError(
-                f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; {what} {_fmt(arr[pos])} "
-                f"at {_describe_position(pos, gcs)}"
+                f"GCS must be an integer from {GCS_MIN} to {GCS_MAX}; {what} {fmt(arr[pos])} "
+                f"at {describe_position(pos, gcs)}"
             )
     return arr.astype(np.int64)
 
@@ -163,13 +107,13 @@ def validate_age(age: Any) -> np.ndarray:
     ValueError
         For a missing (NaN), infinite or negative age, naming the value and its position.
     """
-    arr = _as_float_array(age, "Age")
+    arr = as_float_array(age, "Age")
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
-        pos = _first_bad(bad)
+        pos = first_bad(bad)
         raise ValueError(
-            f"Age must be a finite, non-negative number of years; got {_fmt(arr[pos])} at "
-            f"{_describe_position(pos, age)}"
+            f"Age must be a finite, non-negative number of years; got {fmt(arr[pos])} at "
+            f"{describe_position(pos, age)}"
         )
     return arr
 
@@ -309,20 +253,14 @@ def cumulative_encode(classes: Any, n_classes: int) -> np.ndarray:
     [[0, 0], [1, 0], [1, 1]]
     """
     k = _check_n_classes(n_classes)
-    arr = _as_float_array(classes, "classes")
-    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr > k - 1)
-    if bad.any():
-        pos = _first_bad(bad)
-        raise ValueError(
-            f"classes must be integers from 0 to {k - 1}; got {_fmt(arr[pos])} at "
-            f"{_describe_position(pos, classes)}"
-        )
-    cls = arr.astype(np.int64)
+    arr = as_float_array(classes, "classes")
+    cls = check_labels(arr, classes, f"classes must be integers from 0 to {k - 1}; got {{value}} "
+                       "at {where}", n_classes=k)
     return _int_output(cls[..., None] > np.arange(k - 1))
 
 
 def _validate_probs(probs: Any) -> np.ndarray:
-    arr = _as_float_array(probs, "probabilities")
+    arr = as_float_array(probs, "probabilities")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] == 0:
@@ -332,9 +270,9 @@ def _validate_probs(probs: Any) -> np.ndarray:
         )
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
-        r, c = _first_bad(bad)  # type: ignore[misc]
+        r, c = first_bad(bad)  # type: ignore[misc]
         raise ValueError(
-            f"probabilities must lie in [0, 1]; got {_fmt(arr[r, c])} at row {r}, output {c}"
+            f"probabilities must lie in [0, 1]; got {fmt(arr[r, c])} at row {r}, output {c}"
         )
     return arr
 

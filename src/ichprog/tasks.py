@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ichprog import encoding
+from ichprog._validation import as_float_array, check_labels, first_bad
 
 __all__ = [
     "Task",
@@ -45,19 +46,16 @@ Kind = Literal["binary", "ordinal", "continuous"]
 
 
 def _identity_binary(values: Any) -> np.ndarray:
-    arr = encoding._as_float_array(values, "label")
-    bad = ~np.isin(arr, (0.0, 1.0))
-    if bad.any():
-        pos = encoding._first_bad(bad)
-        raise ValueError(f"a binary label must be 0 or 1; got {arr[pos]!r} at position {pos}")
-    return arr.astype(np.int64)
+    arr = as_float_array(values, "label")
+    return check_labels(arr, values, "a binary label must be 0 or 1; got {raw!r} at position {pos}",
+                        allowed=(0.0, 1.0))
 
 
 def _identity_float(values: Any) -> np.ndarray:
-    arr = encoding._as_float_array(values, "value")
+    arr = as_float_array(values, "value")
     bad = ~np.isfinite(arr)
     if bad.any():
-        pos = encoding._first_bad(bad)
+        pos = first_bad(bad)
         raise ValueError(f"a continuous target must be finite; got {arr[pos]!r} at position {pos}")
     return arr
 
@@ -163,7 +161,7 @@ class Task:
         if self.kind != "continuous":
             bad = (out < 0) | (out >= self.n_classes)
             if bad.any():
-                pos = encoding._first_bad(bad)
+                pos = first_bad(bad)
                 raise ValueError(
                     f"Task {self.name!r}: encoder produced class {out[pos]} at position {pos}, "
                     f"outside 0..{self.n_classes - 1}"

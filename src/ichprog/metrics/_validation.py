@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ichprog._validation import describe_position, fmt
+
 __all__ = ["UndefinedMetricWarning", "as_1d", "first_index", "fmt", "position",
            "warn_undefined"]
 
@@ -42,22 +44,10 @@ def as_1d(values: Any, name: str) -> np.ndarray:
     return arr
 
 
-def fmt(value: Any) -> str:
-    """A number as users typed it (``1.5``, ``nan``, ``2``), not ``np.float64(1.5)``."""
-    try:
-        return f"{float(value):g}"
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def position(values: Any, pos: int) -> str:
     """``"position 3"``, with the index label when ``values`` is a pandas Series
     (``"position 3 (index 'P012')"``), so that errors name the patient."""
-    text = f"position {pos}"
-    index = getattr(values, "index", None)
-    if index is not None and getattr(values, "ndim", 0) == 1 and hasattr(values, "iloc"):
-        text += f" (index {index[pos]!r})"
-    return text
+    return describe_position(int(pos), values)
 
 
 def first_index(mask: np.ndarray) -> int:

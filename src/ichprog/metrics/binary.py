@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ichprog._validation import check_labels
 from ichprog.metrics._validation import as_1d, first_index, fmt, position, warn_undefined
 
 __all__ = [
@@ -35,15 +36,9 @@ BINARY_METRICS: tuple[str, ...] = (
 
 
 def _validate_labels(y_true: Any) -> np.ndarray:
-    y = as_1d(y_true, "y_true")
-    bad = ~np.isin(y, (0.0, 1.0))
-    if bad.any():
-        pos = first_index(bad)
-        raise ValueError(
-            f"y_true must contain only the binary labels 0 and 1; got {fmt(y[pos])} at "
-            f"{position(y_true, pos)}"
-        )
-    return y.astype(np.int64)
+    return check_labels(as_1d(y_true, "y_true"), y_true,
+                        "y_true must contain only the binary labels 0 and 1; got {value} at "
+                        "{where}", allowed=(0.0, 1.0))
 
 
 def _validate_scores(y_score: Any, name: str, unit_interval: bool) -> np.ndarray:

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ichprog.metrics._validation import as_1d, first_index, fmt, position, warn_undefined
+from ichprog._validation import check_labels
+from ichprog.metrics._validation import as_1d, first_index, warn_undefined
 
 __all__ = [
     "ORDINAL_METRICS",
@@ -58,21 +59,10 @@ _TOL = 1e-12
 
 # -- input --------------------------------------------------------------------------------------
 def _validate_classes(values: Any, name: str) -> np.ndarray:
-    arr = as_1d(values, name)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        pos = first_index(bad)
-        raise ValueError(
-            f"{name} must hold class labels; got {fmt(arr[pos])} at {position(values, pos)}"
-        )
-    bad = arr != np.round(arr)
-    if bad.any():
-        pos = first_index(bad)
-        raise ValueError(
-            f"{name} must hold integer class labels; got {fmt(arr[pos])} at "
-            f"{position(values, pos)}"
-        )
-    return arr.astype(np.int64)
+    return check_labels(as_1d(values, name), values,
+                        f"{name} must hold integer class labels; got {{value}} at {{where}}",
+                        nonfinite_message=f"{name} must hold class labels; got {{value}} at "
+                                          "{where}")
 
 
 def _resolve_labels(
