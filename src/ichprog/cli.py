@@ -33,6 +33,7 @@ from typing import Any
 
 from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash, write_text
 from ichprog._version import __version__
+from ichprog.constants import GCS_COLUMN, ID_COLUMN
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -556,8 +557,6 @@ def _forget_results(run: _Run) -> None:
 
 
 def _describe_cohort(run: _Run, cohort: Any) -> None:
-    from ichprog.data.schema import GCS_COLUMN
-
     labels = [int(v) for v in cohort.labels]
     gcs = cohort.table[GCS_COLUMN].astype(int).value_counts().sort_index()
     run.manifest["cohort"] = {
@@ -691,7 +690,7 @@ def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> d
     p = res.predictions
     for t in preset:
         probs = p[prediction_columns(t)].to_numpy(dtype=float)
-        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], "id": p["PatientID"],
+        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], "id": p[ID_COLUMN],
                              "task": t.name, "y_true": p[f"{t.name}_true"].astype(int),
                              "score": t.score(probs), "pred": np.asarray(p[f"{t.name}_pred"])})
         rows.append(part)

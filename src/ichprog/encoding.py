@@ -22,6 +22,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ichprog._validation import as_float_array, check_labels, describe_position, first_bad, fmt
+from ichprog.constants import (
+    AGE_THRESHOLD,
+    GCS_BINARY_THRESHOLD,
+    GCS_MAX,
+    GCS_MIN,
+    GCS_ORDINAL_CUTOFFS,
+)
 
 __all__ = [
     "GCS_MIN",
@@ -41,9 +48,6 @@ __all__ = [
     "CumulativeEncoder",
 ]
 
-#: Lowest and highest possible Glasgow Coma Scale score.
-GCS_MIN = 3
-GCS_MAX = 15
 #: Rules of :func:`cumulative_decode`.
 DECODE_RULES = ("count", "first_below", "cumprod")
 DecodeRule = Literal["count", "first_below", "cumprod"]
@@ -129,7 +133,7 @@ def _check_finite_param(value: Any, name: str) -> float:
 
 
 # -- GCS and age --------------------------------------------------------------------------------
-def gcs_binary(gcs: Any, threshold: int = 8) -> np.ndarray:
+def gcs_binary(gcs: Any, threshold: int = GCS_BINARY_THRESHOLD) -> np.ndarray:
     """Binary GCS: 1 (severe) where ``GCS <= threshold``, else 0.
 
     Parameters
@@ -159,7 +163,7 @@ def gcs_binary(gcs: Any, threshold: int = 8) -> np.ndarray:
     return _int_output(arr <= t)
 
 
-def gcs_ordinal(gcs: Any, cutoffs: Sequence[int] = (8, 12)) -> np.ndarray:
+def gcs_ordinal(gcs: Any, cutoffs: Sequence[int] = GCS_ORDINAL_CUTOFFS) -> np.ndarray:
     """Ordinal GCS severity: the number of cut-offs at or above the score.
 
     Parameters
@@ -194,7 +198,7 @@ def gcs_ordinal(gcs: Any, cutoffs: Sequence[int] = (8, 12)) -> np.ndarray:
     return _int_output((arr[..., None] <= cut).sum(axis=-1))
 
 
-def age_binary(age: Any, threshold: float = 80) -> np.ndarray:
+def age_binary(age: Any, threshold: float = AGE_THRESHOLD) -> np.ndarray:
     """Binary age: 1 where ``age >= threshold``, else 0.
 
     Parameters
@@ -490,7 +494,7 @@ class GCSBinaryEncoder(_ColumnEncoder):
 
     _suffix = "bin"
 
-    def __init__(self, threshold: int = 8):
+    def __init__(self, threshold: int = GCS_BINARY_THRESHOLD):
         self.threshold = threshold
 
     def _encode(self, column: np.ndarray) -> np.ndarray:
@@ -516,7 +520,7 @@ class GCSOrdinalEncoder(_ColumnEncoder):
 
     _suffix = "ord"
 
-    def __init__(self, cutoffs: Sequence[int] = (8, 12), cumulative: bool = False):
+    def __init__(self, cutoffs: Sequence[int] = GCS_ORDINAL_CUTOFFS, cumulative: bool = False):
         self.cutoffs = cutoffs
         self.cumulative = cumulative
 
@@ -548,7 +552,7 @@ class AgeBinaryEncoder(_ColumnEncoder):
 
     _suffix = "bin"
 
-    def __init__(self, threshold: float = 80):
+    def __init__(self, threshold: float = AGE_THRESHOLD):
         self.threshold = threshold
 
     def _encode(self, column: np.ndarray) -> np.ndarray:

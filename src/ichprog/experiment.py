@@ -66,6 +66,7 @@ from ichprog._util import (
     write_csv,
     write_json,
 )
+from ichprog.constants import ID_COLUMN
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
 
 __all__ = [
@@ -86,7 +87,7 @@ CV_FORMAT = "ichprog-cv/1"
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _read_ids_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"PatientID": str, "id": str})
+    return pd.read_csv(path, dtype={ID_COLUMN: str, "id": str})
 
 
 def prediction_columns(task: Task) -> list[str]:
@@ -114,7 +115,7 @@ def _probs_from_frame(df: pd.DataFrame, task: Task) -> np.ndarray:
 def _prediction_frame(ids: Sequence[str], probs: Mapping[str, np.ndarray],
                       tasks: Sequence[Task], threshold: float = 0.5,
                       truth: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
-    data: dict[str, Any] = {"PatientID": [str(i) for i in ids]}
+    data: dict[str, Any] = {ID_COLUMN: [str(i) for i in ids]}
     for t in tasks:
         p = np.asarray(probs[t.name], dtype=float).reshape(len(ids), -1)
         if truth is not None:
@@ -365,7 +366,7 @@ class FittedModel:
         ds = self._dataset(inputs, kwargs.pop("cache_dir", False))
         probs = self._predict_ds(ds, **kwargs)
         frame = _prediction_frame(ds.ids, probs, self.tasks, threshold=threshold)
-        return frame.rename(columns={"PatientID": "input"}).set_index("input")
+        return frame.rename(columns={ID_COLUMN: "input"}).set_index("input")
 
     def _predict_ds(self, ds: Any, batch_size: int | None = None, device: str | None = None,
                     precision: str | None = None, progress: bool = False) -> dict[str, np.ndarray]:
@@ -670,7 +671,7 @@ class CVResult:
     @staticmethod
     def _select_ids(df: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
         ids = [str(i) for i in ids]
-        counts = df["PatientID"].value_counts()
+        counts = df[ID_COLUMN].value_counts()
         missing = [i for i in ids if i not in counts.index]
         if missing:
             raise KeyError(f"patient(s) {missing[:10]} have no test prediction in the selected "
@@ -678,7 +679,7 @@ class CVResult:
         twice = [i for i in ids if counts[i] > 1]
         if twice:
             raise ValueError(f"patient(s) {twice[:10]} are predicted in several folds; pass fold=")
-        return df.set_index("PatientID").loc[ids].reset_index()
+        return df.set_index(ID_COLUMN).loc[ids].reset_index()
 
     def compare_readers(self, readers: pd.DataFrame, task: str = "prognosis",
                         fold: int | None = None, n_resamples: int = 1000, ci: float = 0.95,
@@ -745,7 +746,7 @@ class CVResult:
                               tasks=[task], ids=list(r.index)).set_index("metric")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per_reader = {str(c): binary_metrics(y, r.loc[df["PatientID"], c].to_numpy(float))
+            per_reader = {str(c): binary_metrics(y, r.loc[df[ID_COLUMN], c].to_numpy(float))
                           for c in r.columns}
         metrics = list(boot.index)
         table = pd.DataFrame(index=pd.Index(metrics, name="metric"))

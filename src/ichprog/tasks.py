@@ -20,6 +20,7 @@ import numpy as np
 
 from ichprog import encoding
 from ichprog._validation import as_float_array, check_labels, first_bad
+from ichprog.constants import AGE_COLUMN, GCS_COLUMN, GCS_ORDINAL_CLASSES, LABEL_COLUMN
 
 __all__ = [
     "Task",
@@ -243,12 +244,14 @@ class Task:
         return cls(**d)
 
 
-PROGNOSIS = Task("prognosis", "Label (poor_prognosis)", "binary", weight=0.4, encoder="label",
+PROGNOSIS = Task("prognosis", LABEL_COLUMN, "binary", weight=0.4, encoder="label",
                  label="Prognosis")
-GCS_BINARY = Task("gcs", "GCS", "binary", weight=0.3, encoder="gcs_binary", label="Binary GCS")
-GCS_ORDINAL = Task("gcs", "GCS", "ordinal", n_classes=3, weight=0.3, encoder="gcs_ordinal",
-                   label="Ordinal GCS")
-AGE_BINARY = Task("age", "Age", "binary", weight=0.3, encoder="age_binary", label="Binary age")
+GCS_BINARY = Task("gcs", GCS_COLUMN, "binary", weight=0.3, encoder="gcs_binary",
+                  label="Binary GCS")
+GCS_ORDINAL = Task("gcs", GCS_COLUMN, "ordinal", n_classes=len(GCS_ORDINAL_CLASSES), weight=0.3,
+                   encoder="gcs_ordinal", label="Ordinal GCS")
+AGE_BINARY = Task("age", AGE_COLUMN, "binary", weight=0.3, encoder="age_binary",
+                  label="Binary age")
 
 
 @dataclass(frozen=True)

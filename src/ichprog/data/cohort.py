@@ -22,6 +22,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ichprog.constants import (
+    AGE_BINARY_CLASSES,
+    AGE_RANGE,
+    AGE_THRESHOLD,
+    GCS_MAX,
+    GCS_MIN,
+    GCS_ORDINAL_BANDS,
+    GCS_ORDINAL_CLASSES,
+)
 from ichprog.data import schema
 from ichprog.data.nifti import NIFTI_SUFFIXES, check_volume
 
@@ -38,8 +47,6 @@ __all__ = [
 
 #: Columns every cohort must have (besides ``PatientID``): the three targets of the paper.
 REQUIRED_COLUMNS: tuple[str, ...] = (schema.LABEL_COLUMN, schema.GCS_COLUMN, schema.AGE_COLUMN)
-#: Valid ages in years (inclusive).
-AGE_RANGE: tuple[float, float] = (0.0, 120.0)
 #: Folder names of the public dataset and the label each one implies.
 GOOD_FOLDER = "GOOD_PROGNOSIS"
 POOR_FOLDER = "POOR_PROGNOSIS"
@@ -189,8 +196,8 @@ def _validate_columns(
             bad = ~v.isin([0, 1])
             rng = "0 or 1"
         elif col == schema.GCS_COLUMN:
-            bad = (v < 3) | (v > 15) | (v != np.round(v))
-            rng = "an integer from 3 to 15"
+            bad = (v < GCS_MIN) | (v > GCS_MAX) | (v != np.round(v))
+            rng = f"an integer from {GCS_MIN} to {GCS_MAX}"
         elif col == schema.AGE_COLUMN:
             bad = (v < AGE_RANGE[0]) | (v > AGE_RANGE[1]) | ~np.isfinite(v)
             rng = f"a number of years from {AGE_RANGE[0]:g} to {AGE_RANGE[1]:g}"
@@ -482,7 +489,7 @@ class Cohort:
             if col == schema.LABEL_COLUMN or col in schema.BINARY_COLUMNS:
                 expected = "0 or 1"
             elif col == schema.GCS_COLUMN:
-                expected = "integer 3-15"
+                expected = f"integer {GCS_MIN}-{GCS_MAX}"
             elif col == schema.AGE_COLUMN:
                 expected = f"{AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years"
             else:
@@ -499,7 +506,7 @@ class Cohort:
             if expected == "0 or 1":
                 out = ~ok.isin([0, 1])
             elif col == schema.GCS_COLUMN:
-                out = (ok < 3) | (ok > 15) | (ok != np.round(ok))
+                out = (ok < GCS_MIN) | (ok > GCS_MAX) | (ok != np.round(ok))
             elif col == schema.AGE_COLUMN:
                 out = (ok < AGE_RANGE[0]) | (ok > AGE_RANGE[1])
             else:
@@ -526,14 +533,16 @@ class Cohort:
         }
         if schema.GCS_COLUMN in t.columns:
             gcs = pd.to_numeric(t[schema.GCS_COLUMN], errors="coerce")
-            out["GCS mild 13-15"] = int((gcs >= 13).sum())
-            out["GCS moderate 9-12"] = int(((gcs >= 9) & (gcs <= 12)).sum())
-            out["GCS severe 3-8"] = int((gcs <= 8).sum())
+            (mild_low, _), (moderate_low, moderate_high), (_, severe_high) = GCS_ORDINAL_BANDS
+            mild, moderate, severe = GCS_ORDINAL_CLASSES
+            out[f"GCS {mild}"] = int((gcs >= mild_low).sum())
+            out[f"GCS {moderate}"] = int(((gcs >= moderate_low) & (gcs <= moderate_high)).sum())
+            out[f"GCS {severe}"] = int((gcs <= severe_high).sum())
         if schema.AGE_COLUMN in t.columns:
             age = pd.to_numeric(t[schema.AGE_COLUMN], errors="coerce")
             out["age mean"] = float(age.mean())
             out["age SD"] = float(age.std(ddof=1)) if len(age) > 1 else float("nan")
-            out["age >= 80"] = int((age >= 80).sum())
+            out[AGE_BINARY_CLASSES[1]] = int((age >= AGE_THRESHOLD).sum())
         out["images"] = len(self._images)
         out["lesion masks"] = len(self._masks)
         out["dropped"] = len(self.dropped)

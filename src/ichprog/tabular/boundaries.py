@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
-from ichprog.data.schema import AGE_COLUMN, GCS_COLUMN, LABEL_COLUMN
+from ichprog.constants import AGE_COLUMN, GCS_COLUMN, LABEL_COLUMN
 from ichprog.tabular.models import check_table, make_model, resolve_features
 
 __all__ = [

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ichprog.constants import ID_COLUMN
 from ichprog.tabular.models import fit_model
 
 __all__ = ["explainer_kind", "shap_values", "shap_importance", "plot_shap"]
@@ -272,7 +273,7 @@ def shap_importance(
         parts = []
         for k, pipe in enumerate(model.fitted):
             fold = model.predictions[model.predictions["fold"] == model.info["fold"].iloc[k]]
-            test = pick(frame.loc[fold["PatientID"].astype(str)])
+            test = pick(frame.loc[fold[ID_COLUMN].astype(str)])
             background = frame.loc[list(dict.fromkeys(model.train_ids[k]))]
             parts.append(shap_values(pipe, test, background, max_background=max_background,
                                      seed=seed + k, progress=progress))
@@ -295,8 +296,6 @@ def shap_importance(
 
 
 def _indexed(data: pd.DataFrame) -> pd.DataFrame:
-    from ichprog.data.schema import ID_COLUMN
-
     frame = data.set_index(ID_COLUMN) if ID_COLUMN in data.columns else data
     frame = frame.copy()
     frame.index = pd.Index([str(i) for i in frame.index], name=ID_COLUMN)

@@ -28,16 +28,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ichprog.data.schema import (
+from ichprog.constants import (
     AGE_COLUMN,
     BINARY_COLUMNS,
     COLUMNS,
     GCS_COLUMN,
+    GCS_MAX,
+    GCS_MIN,
     ID_COLUMN,
     LABEL_COLUMN,
     NUMERIC_COLUMNS,
 )
-from ichprog.encoding import GCS_MAX, GCS_MIN
 
 __all__ = [
     "ALL_FEATURES",
