@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ichprog._validation import check_labels
+from ichprog.constants import BINARY_METRICS
 from ichprog.metrics._validation import as_1d, first_index, fmt, position, warn_undefined
 
 __all__ = [
@@ -21,18 +22,6 @@ __all__ = [
     "roc_auc",
     "validate_binary",
 ]
-
-#: The keys of :func:`binary_metrics`, in the order of the paper's tables.
-BINARY_METRICS: tuple[str, ...] = (
-    "auc",
-    "accuracy",
-    "balanced_accuracy",
-    "specificity",
-    "npv",
-    "precision",
-    "recall",
-    "f1",
-)
 
 
 def _validate_labels(y_true: Any) -> np.ndarray:

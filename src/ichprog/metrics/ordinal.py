@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ichprog._validation import check_labels
+from ichprog.constants import ORDINAL_METRICS
 from ichprog.metrics._validation import as_1d, first_index, warn_undefined
 
 __all__ = [
@@ -50,9 +51,6 @@ __all__ = [
     "uoc_index_from_confusion",
     "quadratic_weighted_kappa",
 ]
-
-#: The keys of :func:`ordinal_metrics`, in the order of the paper's tables.
-ORDINAL_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "mae", "rmse", "uoc", "qwk")
 
 _TOL = 1e-12
 

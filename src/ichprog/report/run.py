@@ -20,12 +20,20 @@ saliency/*.png              saliency panels
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ichprog.constants import (
+    BINARY_METRICS,
+    GCS_BINARY_CLASSES,
+    GCS_COLUMN,
+    GCS_ORDINAL_CLASSES,
+    ORDINAL_METRICS,
+    PROGNOSIS_CLASSES,
+)
 from ichprog.report.builder import Report
 from ichprog.report.figures import (
     confusion_figure,
@@ -82,11 +90,6 @@ def _caption(png: Path) -> str:
     return FIGURE_CAPTIONS.get(png.stem, png.stem.replace("_", " ").capitalize())
 
 
-_BINARY_METRICS = ["auc", "accuracy", "balanced_accuracy", "specificity", "npv", "precision",
-                   "recall", "f1"]
-_ORDINAL_METRICS = ["accuracy", "balanced_accuracy", "mae", "rmse", "uoc", "qwk"]
-
-
 def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
@@ -105,7 +108,7 @@ def _ordered(values: pd.Series, preferred: list[str]) -> list[str]:
     return [m for m in preferred if m in present] + [m for m in present if m not in preferred]
 
 
-def _metrics_for(tidy: pd.DataFrame, task: str, wanted: list[str]) -> list[str]:
+def _metrics_for(tidy: pd.DataFrame, task: str, wanted: Sequence[str]) -> list[str]:
     have = set(tidy.loc[tidy["task"] == task, "metric"])
     return [m for m in wanted if m in have] + sorted(have - set(wanted))
 
@@ -144,7 +147,7 @@ def _section_cohort(rep: Report, run_dir: Path, manifest: Mapping[str, Any]) -> 
     gcs = cohort.get("gcs_counts")
     if isinstance(gcs, dict) and gcs:
         df = pd.DataFrame({"patients": list(gcs.values())}, index=[str(k) for k in gcs]).T
-        df.index.name = "GCS"
+        df.index.name = GCS_COLUMN
         rep.table(df, caption="GCS distribution (the public cohort: 3:22 4:8 5:9 6:5 7:8 8:9 "
                               "9:8 10:11 11:52 12:13 13:13 14:43 15:60)")
 
@@ -156,7 +159,7 @@ def _section_tabular(rep: Report, run_dir: Path, labels: dict[str, str]) -> None
         rep.note("The tabular stage was not run (`ichprog tabular`).", "warning")
     else:
         task = "prognosis" if (tidy["task"] == "prognosis").any() else str(tidy["task"].iloc[0])
-        rep.table(summary_table(tidy, task, metrics=_metrics_for(tidy, task, _BINARY_METRICS),
+        rep.table(summary_table(tidy, task, metrics=_metrics_for(tidy, task, BINARY_METRICS),
                                 labels=labels),
                   caption="Tabular models, cross-validated on this cohort (mean ± SD over folds)")
     shap = _read_csv(run_dir / "tabular" / "shap.csv")
@@ -183,7 +186,7 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
         return
     models = _ordered(tidy["model"], order)
     rep.table(summary_table(tidy, "prognosis", models=models,
-                            metrics=_metrics_for(tidy, "prognosis", _BINARY_METRICS),
+                            metrics=_metrics_for(tidy, "prognosis", BINARY_METRICS),
                             labels=labels),
               caption="Prognosis on the held-out test folds (mean ± SD over folds)")
     boot = _read_csv(run_dir / "cv" / "bootstrap.csv")
@@ -192,18 +195,18 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                      for m in _ordered(boot["model"], order)}
         n = boot["n_valid"].max() if "n_valid" in boot.columns else None
         extra = f", {int(n)} resamples" if n is not None and pd.notna(n) else ""
-        rep.table(interval_table(intervals, metrics=[m for m in _BINARY_METRICS
+        rep.table(interval_table(intervals, metrics=[m for m in BINARY_METRICS
                                                      if m in set(boot["metric"])]),
                   caption="Test fold 1: estimate with bootstrap 95 % interval (like Table 2"
                           + extra + ")")
     for task, wanted, caption in (
         ("gcs", None, "GCS"),
-        ("age", _BINARY_METRICS, "age"),
+        ("age", BINARY_METRICS, "age"),
     ):
         sub = tidy[tidy["task"] == task]
         if sub.empty:
             continue
-        for metric_set, kind in ((_BINARY_METRICS, "binary"), (_ORDINAL_METRICS, "ordinal")):
+        for metric_set, kind in ((BINARY_METRICS, "binary"), (ORDINAL_METRICS, "ordinal")):
             if wanted is not None and kind == "ordinal":
                 continue
             ms = [m for m in _metrics_for(sub, task, metric_set) if m in metric_set]
@@ -228,13 +231,13 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
             rep.figure(confusion_figure(
                 {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
                                     prog.loc[prog["model"] == m, "pred"].to_numpy())
-                 for m in mods}, labels=[0, 1], class_names=["good", "poor"]),
+                 for m in mods}, labels=[0, 1], class_names=list(PROGNOSIS_CLASSES)),
                 name="confusion-prognosis",
                 caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
         gcs = preds[preds["task"] == "gcs"]
         ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
-        for kind, names in (("binary", ["GCS 9-15", "GCS 3-8"]),
-                            ("ordinal", ["mild 13-15", "moderate 9-12", "severe 3-8"])):
+        for kind, names in (("binary", list(GCS_BINARY_CLASSES)),
+                            ("ordinal", list(GCS_ORDINAL_CLASSES))):
             mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
             if not mods:
                 continue
@@ -265,7 +268,7 @@ def _section_ablation(rep: Report, run_dir: Path, labels: dict[str, str]) -> Non
     if tidy is None:
         rep.note("The ablation stage was not run (`ichprog ablation`).", "warning")
         return
-    ms = [m for m in _BINARY_METRICS if m in set(tidy.loc[tidy["task"] == "prognosis", "metric"])]
+    ms = [m for m in BINARY_METRICS if m in set(tidy.loc[tidy["task"] == "prognosis", "metric"])]
     rep.figure(metric_bars_figure(tidy, "prognosis", metrics=ms, labels=labels),
                name="ablation", caption="Prognosis metrics of each loss configuration (mean ± SD "
                                         "over folds)")

@@ -32,7 +32,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ichprog._util import derive_seed
-from ichprog.data.schema import ID_COLUMN, LABEL_COLUMN
+from ichprog.constants import (
+    AGE_COLUMN,
+    GCS_COLUMN,
+    ID_COLUMN,
+    LABEL_COLUMN,
+    PAPER_TABLES,
+)
 from ichprog.tabular.models import (
     FEATURE_SETS,
     MODEL_LABELS,
@@ -67,26 +73,11 @@ TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rf", "gcs_age"),
 )
 
-_METRIC_ROWS = ("auc", "accuracy", "balanced_accuracy", "specificity", "npv", "precision",
-                "recall", "f1")
-
+_, _TABLE1_ROWS, _TABLE1_CELLS = PAPER_TABLES["table1"]
 #: The published Table 1 (10-fold CV, mean ± SD), rows named as in :mod:`ichprog.metrics`.
 PAPER_TABLE1: pd.DataFrame = pd.DataFrame(
-    {
-        "DNN (all)": ["0.79 ± 0.06", "0.72 ± 0.05", "0.70 ± 0.04", "0.66 ± 0.12",
-                      "0.65 ± 0.12", "0.79 ± 0.05", "0.75 ± 0.14", "0.76 ± 0.06"],
-        "RF (all)": ["0.78 ± 0.07", "0.72 ± 0.09", "0.71 ± 0.09", "0.64 ± 0.12",
-                     "0.66 ± 0.13", "0.78 ± 0.07", "0.78 ± 0.13", "0.77 ± 0.09"],
-        "LR (GCS)": ["0.70 ± 0.09", "0.62 ± 0.13", "0.65 ± 0.10", "0.77 ± 0.15",
-                     "0.53 ± 0.13", "0.79 ± 0.12", "0.5 ± 0.2", "0.6 ± 0.2"],
-        "LR (GCS & age)": ["0.80 ± 0.07", "0.73 ± 0.05", "0.74 ± 0.04", "0.79 ± 0.10",
-                           "0.63 ± 0.08", "0.85 ± 0.06", "0.70 ± 0.11", "0.76 ± 0.06"],
-        "DTC (GCS & age)": ["0.74 ± 0.06", "0.71 ± 0.06", "0.69 ± 0.06", "0.60 ± 0.11",
-                            "0.63 ± 0.12", "0.76 ± 0.04", "0.77 ± 0.11", "0.76 ± 0.06"],
-        "RF (GCS & age)": ["0.79 ± 0.05", "0.73 ± 0.06", "0.72 ± 0.07", "0.71 ± 0.12",
-                           "0.63 ± 0.10", "0.81 ± 0.06", "0.74 ± 0.09", "0.77 ± 0.06"],
-    },
-    index=pd.Index(_METRIC_ROWS, name="metric"),
+    {label: list(cells) for label, cells in _TABLE1_CELLS.items()},
+    index=pd.Index(_TABLE1_ROWS, name="metric"),
 )
 
 
@@ -219,7 +210,7 @@ class TabularCVResult:
 def cross_validate_tabular(
     cohort: Any,
     model: str = "lr",
-    features: str | Sequence[str] = ("GCS", "Age"),
+    features: str | Sequence[str] = (GCS_COLUMN, AGE_COLUMN),
     folds: int = 10,
     seed: int = 0,
     *,
