@@ -55,7 +55,9 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
     Mean and SD (sample SD over folds, ``ddof=1``, as in the paper) come from
     :func:`ichprog.metrics.summary_stats`. A metric undefined on some folds (e.g. NPV of a fold
     without a negative prediction) is averaged over the folds where it is defined and its cell
-    says so: ``"0.61 ± 0.12 (4/5)"``. A cell without any value reads ``n/a``.
+    says so: ``"0.61 ± 0.12 (4/5)"``. A cell without any value reads ``n/a``, and a single fold
+    shows no SD. (:func:`ichprog.metrics.summarize` keeps NaN visible instead: ``"nan"``,
+    ``"0.80 ± nan"``, an empty cell for a metric not measured.)
 
     Parameters
     ----------
