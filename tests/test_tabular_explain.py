@@ -86,10 +86,17 @@ def test_planted_signal_ranks_gcs_and_age_first(name, table):
     assert ranking["share"].sum() == pytest.approx(1.0)
 
 
-def test_dnn_ranking_puts_gcs_and_age_first(table):
-    ranking = shap_importance("dnn", table, ["GCS", "Age", "Glucose", "Urea", "Smoker"],
-                              params=FAST["dnn"], max_samples=25, max_background=25)
-    assert set(ranking["feature"].iloc[:2]) == {"GCS", "Age"}
+def test_dnn_ranking_puts_gcs_and_age_first():
+    # Its own, larger table: fit_model holds out 10 % of the patients for early stopping, and
+    # 15 validation patients (of 150) can restore the network from an early epoch that has
+    # learnt GCS (raw 3-15) but hardly age (scaled to 0-1), so that one noise column outranks age
+    # for some seeds. With 600 patients every seed has to get the planted ranking right.
+    table = clinical_table(600)
+    for seed in (0, 1, 2):
+        ranking = shap_importance("dnn", table, ["GCS", "Age", "Glucose", "Urea", "Smoker"],
+                                  seed=seed, params=FAST["dnn"], max_samples=25,
+                                  max_background=25)
+        assert set(ranking["feature"].iloc[:2]) == {"GCS", "Age"}, (seed, ranking)
 
 
 def test_ranking_is_the_mean_absolute_value(table):
