@@ -93,6 +93,8 @@ __all__ = [
 ]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Schedule = Literal["constant", "onecycle"]
+Select = Literal["best", "last"]
 
 CHECKPOINT_FORMAT = "ichprog-checkpoint/1"
 SIDECAR = "checkpoint.json"
@@ -141,6 +143,20 @@ class TrainConfig:
         Batch size for validation and prediction (default ``batch_size``).
     progress
         Show progress bars (tqdm).
+    schedule
+        Learning-rate schedule. ``"constant"`` (the paper's: ``lr`` throughout; its
+        ReduceLROnPlateau with factor 0.98 changes nothing in effect). ``"onecycle"``: PyTorch's
+        :class:`~torch.optim.lr_scheduler.OneCycleLR` over all optimizer steps of
+        ``max_epochs`` epochs, rising from ``lr / 25`` to ``lr`` during the first 20 % and
+        annealing (cosine) to about zero by the last step, with Adam's first moment cycled
+        between 0.85 and 0.95 against it. Measured on the phantom cohort it is what lets a
+        small network trained for tens of epochs from scratch settle on weights that generalise
+        (see the documentation page "Training recipes").
+    select
+        Which weights the run ends with. ``"best"`` (the paper's): those of the epoch with the
+        best monitored validation score. ``"last"``: those of the last epoch; the natural choice
+        with ``schedule="onecycle"``, and when the validation part is too small (a few patients)
+        to rank epochs by. Early stopping needs ``"best"``.
     """
 
     max_epochs: int = 100
@@ -159,6 +175,8 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int | None = None
     progress: bool = True
+    schedule: Schedule = "constant"
+    select: Select = "best"
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, rule: str) -> None:
@@ -182,6 +200,12 @@ class TrainConfig:
              "an int >= 0")
         need(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size",
              "None or an int >= 1")
+        need(self.schedule in ("constant", "onecycle"), "schedule", "'constant' or 'onecycle'")
+        need(self.select in ("best", "last"), "select", "'best' or 'last'")
+        if self.select == "last" and self.patience:
+            raise ValueError(f"TrainConfig.patience={self.patience} stops early on the validation "
+                             "score, which needs select='best'; with select='last' set patience "
+                             "to 0 or None")
         self.seed = int(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -864,6 +888,28 @@ def _group_weights(n_samples: int, batch_size: int, steps: int) -> list[tuple[fl
     return out
 
 
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    steps_per_epoch: int) -> Any:
+    """The learning-rate scheduler of ``config.schedule`` (``None`` for a constant rate), stepped
+    once per optimizer step."""
+    if config.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=max(1, config.max_epochs * steps_per_epoch),
+        pct_start=0.2)
+
+
+def _fast_forward(scheduler: Any, steps: int) -> None:
+    """Advance a freshly built scheduler by ``steps`` optimizer steps (when resuming): the
+    schedule is a function of the step count alone, so this restores it exactly."""
+    if scheduler is None:
+        return
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            scheduler.step()
+
+
 def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     s = derive_seed(seed, epoch)
     seed_everything(s)
@@ -929,6 +975,9 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay, amsgrad=config.amsgrad)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    steps_per_epoch = sum(step for _, step in _group_weights(
+        len(train_ds), config.batch_size, config.accumulation_steps))  # type: ignore[arg-type]
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
 
     out = Path(out_dir) if out_dir is not None else None
     start_epoch = 1
@@ -974,6 +1023,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                     precision=precision_name, config_hash=run_hash)
             if best_epoch:
                 best_state = _load_best_state(out / side["best_weights"])
+            _fast_forward(scheduler, (start_epoch - 1) * steps_per_epoch)
 
     train_fwd: Callable[[torch.Tensor], dict[str, torch.Tensor]] = model
     if config.compile:
@@ -1028,6 +1078,8 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                if scheduler is not None:
+                    scheduler.step()
             bs = x.shape[0]
             n_seen += bs
             total_sum += float(total.detach()) * bs
@@ -1045,7 +1097,8 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         vrow, score = _validation_metrics(tasks, res, config.threshold)
         row.update(vrow)
         row["val_score"] = score
-        improved = bool(np.isfinite(score) and score > best_score) or best_epoch == 0
+        improved = (config.select == "last" or bool(np.isfinite(score) and score > best_score)
+                    or best_epoch == 0)
         if improved:
             best_score = score if np.isfinite(score) else -math.inf
             best_epoch = epoch
