@@ -61,7 +61,8 @@ class MultiTaskNet(nn.Module):
     in_channels
         Input channels (1 for CT).
     dropout
-        Trunk dropout; ``None`` keeps the trunk's default (0.2 for DenseNet, 0.5 for Perez et al.).
+        Trunk dropout; ``None`` keeps the trunk's default (0.2 for DenseNet121, none for
+        ``densenet_tiny``, 0.5 for Perez et al.).
     trunk_kwargs
         Extra keyword arguments for the trunk (e.g. a smaller ``block_config``).
 

