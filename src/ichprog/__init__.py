@@ -25,6 +25,7 @@ __all__ = [
     "tabular",
     "saliency",
     "experiment",
+    "recipes",
     "report",
     "fit_multitask",
     "cross_validate",
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 _SUBMODULES = {"encoding", "metrics", "tasks", "data", "models", "training", "tabular", "saliency",
-               "experiment", "report", "cli"}
+               "experiment", "recipes", "report", "cli"}
 _FROM_EXPERIMENT = {"fit_multitask", "cross_validate", "ablation", "FittedModel", "CVResult"}
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -77,6 +77,9 @@ __all__ = [
     "cross_validate",
     "ablation",
     "prediction_columns",
+    "check_claims",
+    "ClaimsResult",
+    "reference_predictions",
 ]
 
 FITTED_FORMAT = "ichprog-fitted-model/1"
@@ -1133,3 +1136,10 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
         plt.close(fig)
         res.figure_path = out / "ablation.png"
     return res
+
+
+from ichprog.experiment.claims import (  # noqa: E402  (the claims build on the names above)
+    ClaimsResult,
+    check_claims,
+    reference_predictions,
+)
