@@ -354,8 +354,22 @@ def as_preset(tasks: Preset | Sequence[Task] | Task | str, trunk: str | None = N
             raise TypeError("tasks must be a Preset, a preset name, a Task or a sequence of Task")
         preset = Preset("+".join(t.name for t in seq), seq)
     if trunk is not None and trunk != preset.trunk:
-        preset = dataclasses.replace(preset, trunk=trunk)
+        preset = dataclasses.replace(preset, trunk=trunk,
+                                     label=_relabel(preset.label, preset.trunk, trunk))
     return preset
+
+
+#: How each trunk is named in model labels.
+TRUNK_LABELS = {"densenet121": "DenseNet121", "densenet_tiny": "tiny DenseNet",
+                "perez2023": "Perez CNN"}
+
+
+def _relabel(label: str, old: str, new: str) -> str:
+    """A preset's label once its trunk is replaced: the label names what the model runs."""
+    old_name, new_name = TRUNK_LABELS.get(old, old), TRUNK_LABELS.get(new, new)
+    if old_name in label:
+        return label.replace(old_name, new_name)
+    return f"{label} [{new_name}]"
 
 
 def ablations(preset: Preset | Sequence[Task], keep: str | None = None,
