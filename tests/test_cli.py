@@ -217,7 +217,7 @@ def test_cv_saliency_and_report_on_a_tiny_phantom(tmp_path, capsys):
     assert "auc" in set(tidy.loc[tidy["task"] == "prognosis", "metric"])
     preds = pd.read_csv(out / "cv" / "predictions.csv")
     # every patient is tested exactly once per task
-    assert preds[preds["task"] == "prognosis"]["id"].nunique() == 24
+    assert preds[preds["task"] == "prognosis"]["PatientID"].nunique() == 24
     assert len(preds[preds["task"] == "prognosis"]) == 24
     boot = pd.read_csv(out / "cv" / "bootstrap.csv")
     assert set(boot["metric"]) >= {"auc", "accuracy", "balanced_accuracy"}

@@ -203,7 +203,7 @@ def _fake_run(tmp_path):
                 preds.append((model, fold, f"p{fold}{i}", "prognosis", y, s, int(s >= 0.5)))
     pd.DataFrame(rows, columns=list(TIDY_COLUMNS)).to_csv(tmp_path / "cv" / "metrics.csv",
                                                                   index=False)
-    pd.DataFrame(preds, columns=["model", "fold", "id", "task", "y_true", "score", "pred"]).to_csv(
+    pd.DataFrame(preds, columns=["model", "fold", "PatientID", "task", "y_true", "score", "pred"]).to_csv(
         tmp_path / "cv" / "predictions.csv", index=False)
     pd.DataFrame([("<LR>", 0, "prognosis", "auc", 0.7)],
                  columns=list(TIDY_COLUMNS)).to_csv(tmp_path / "tabular" / "metrics.csv",

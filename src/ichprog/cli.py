@@ -119,6 +119,10 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
                       low=8, high=1024, length=3),
         "window": _Key("str", "clip", "'clip' (default) or 'bandpass' (the authors' scripts)",
                        choices=("clip", "bandpass")),
+        "window_level": _Key("float", 57.5, "Hounsfield window centre (the paper's: 57.5)",
+                             low=-1024.0, high=3071.0),
+        "window_width": _Key("float", 85.0, "Hounsfield window width (the paper's: 85)", low=0.0,
+                             low_open=True, high=4096.0),
         "skull_strip": _Key("bool", True, "strip the skull (already stripped scans pass through)"),
         "reorient": _Key("bool", True, "reorient to the closest canonical orientation"),
     },
@@ -137,6 +141,10 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "lr": _Key("float", 1e-3, "AdamW learning rate", low=0.0, low_open=True, high=10.0),
         "weight_decay": _Key("float", 1e-4, "AdamW weight decay", low=0.0, high=10.0),
         "patience": _Key("int", 20, "early-stopping patience in epochs (0: off)", low=0),
+        "schedule": _Key("str", "constant", "learning-rate schedule: 'constant' (the paper's) or "
+                         "'onecycle'", choices=("constant", "onecycle")),
+        "select": _Key("str", "best", "weights kept: 'best' validation epoch (the paper's) or "
+                       "'last' epoch", choices=("best", "last")),
         "augment": _Key("bool", True, "rotation, zoom and noise on the training part"),
         "precision": _Key("str", "auto", "autocast precision",
                           choices=("auto", "fp32", "bf16", "fp16")),
@@ -163,6 +171,15 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "preset": _Key("str", "mt_ord_gcs_bin_age", "multi-task preset whose losses are ablated",
                        choices=_PRESET_CHOICES),
         "max_configs": _Key("int", 0, "run at most this many configurations (0: all)", low=0),
+    },
+    "claims": {
+        "run": _Key("bool", True, "test the paper's claims ('ichprog demo')"),
+        "repeats": _Key("int", 1, "cross-validation repeats (other fold seeds)", low=1,
+                        high=100),
+        "sizes": _Key("ints", [], "cohort sizes of the learning curve ([]: none)", low=8,
+                      high=100000),
+        "saliency_patients": _Key("int", 4, "test patients per fold explained for C5 (0: none)",
+                                  low=0, high=10000),
     },
     "saliency": {
         "methods": _Key("strs", ["guided_backprop", "guided_gradcam"], "saliency methods",
@@ -381,41 +398,66 @@ def _parse_override(text: str) -> tuple[str, str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Demo modes
 # ------------------------------------------------------------------------------------------------
+# The command line's names of TrainConfig fields that it spells differently.
+_TRAIN_KEYS = {"max_epochs": "epochs"}
+
+
+def _recipe_sections(name: str) -> dict[str, dict[str, Any]]:
+    """The configuration sections (preprocess, model, train) of a registered recipe."""
+    from ichprog.recipes import get_recipe
+
+    r = get_recipe(name)
+    train = {_TRAIN_KEYS.get(k, k): (0 if k == "patience" and v is None else v)
+             for k, v in r.train.items()}
+    return {
+        "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in r.preprocess.items()},
+        "model": {"trunk": r.trunk or "", "dropout": r.dropout},
+        "train": {**train, "augment": r.augment},
+    }
+
+
+def _demo_mode(recipe: str, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    base = _recipe_sections(recipe)
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return base
+
+
 #: Sizes of ``ichprog demo`` (default), ``--quick`` and ``--full``, as configuration sections.
+#: The default and quick modes train with the "cpu" recipe (:mod:`ichprog.recipes`), the full
+#: mode with the paper's.
 DEMO_MODES: dict[str, dict[str, dict[str, Any]]] = {
-    "quick": {
-        "data": {"n_patients": 40, "phantom_shape": [32, 64, 64]},
-        "preprocess": {"shape": [32, 48, 48]},
-        "model": {"trunk": "densenet_tiny"},
-        "train": {"epochs": 2, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
-                  "precision": "fp32"},
-        "cv": {"folds": 3, "bootstrap": 200},
-        "tabular": {"folds": 3, "dnn_epochs": 10},
-        "ablation": {"max_configs": 2},
-        "saliency": {"n_patients": 2},
-    },
-    "default": {
-        "data": {"n_patients": 128, "phantom_shape": [32, 96, 96]},
-        "preprocess": {"shape": [32, 48, 48]},
-        "model": {"trunk": "densenet_tiny"},
-        "train": {"epochs": 20, "patience": 0, "batch_size": 8, "accumulation_steps": 1,
-                  "precision": "fp32"},
-        "cv": {"folds": 4, "bootstrap": 1000},
-        "tabular": {"folds": 10, "dnn_epochs": 30},
-        "ablation": {"max_configs": 3},
-        "saliency": {"n_patients": 4},
-    },
-    "full": {
-        "data": {"n_patients": 261, "phantom_shape": [40, 301, 301]},
-        "preprocess": {"shape": [40, 301, 301]},
-        "model": {"trunk": "densenet121"},
-        "train": {"epochs": 100, "patience": 20, "batch_size": 8, "accumulation_steps": 3,
-                  "precision": "auto"},
-        "cv": {"folds": 10, "bootstrap": 1000},
-        "tabular": {"folds": 10, "dnn_epochs": 100},
-        "ablation": {"max_configs": 0},
-        "saliency": {"n_patients": 27},
-    },
+    "quick": _demo_mode(
+        "cpu",
+        data={"n_patients": 40, "phantom_shape": [32, 64, 64]},
+        train={"epochs": 2},
+        cv={"folds": 3, "bootstrap": 200},
+        tabular={"folds": 3, "dnn_epochs": 10},
+        ablation={"max_configs": 2},
+        saliency={"n_patients": 2},
+        claims={"saliency_patients": 2},
+    ),
+    "default": _demo_mode(
+        "cpu",
+        data={"n_patients": 128, "phantom_shape": [32, 96, 96]},
+        cv={"folds": 4, "bootstrap": 1000},
+        tabular={"folds": 10, "dnn_epochs": 30},
+        ablation={"max_configs": 3},
+        saliency={"n_patients": 4},
+    ),
+    "full": _demo_mode(
+        "paper",
+        data={"n_patients": 261, "phantom_shape": [40, 301, 301]},
+        preprocess={"shape": [40, 301, 301]},
+        model={"trunk": "densenet121"},
+        train={"epochs": 100, "patience": 20, "batch_size": 8, "accumulation_steps": 3,
+               "precision": "auto"},
+        cv={"folds": 10, "bootstrap": 1000},
+        tabular={"folds": 10, "dnn_epochs": 100},
+        ablation={"max_configs": 0},
+        saliency={"n_patients": 27},
+        claims={"repeats": 3},
+    ),
 }
 
 
@@ -630,6 +672,7 @@ def _preprocess_config(cfg: Mapping[str, Any]) -> Any:
 
     p = cfg["preprocess"]
     return PreprocessConfig(shape=tuple(p["shape"]), window=p["window"],
+                            window_level=p["window_level"], window_width=p["window_width"],
                             skull_strip=p["skull_strip"], reorient=p["reorient"])
 
 
@@ -641,20 +684,17 @@ def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
                        accumulation_steps=t["accumulation_steps"], lr=t["lr"],
                        weight_decay=t["weight_decay"], patience=t["patience"] or None,
                        seed=seed, device=cfg["run"]["device"], precision=t["precision"],
+                       schedule=t["schedule"], select=t["select"],
                        progress=cfg["run"]["progress"])
 
 
 def _preset(cfg: Mapping[str, Any], name: str) -> Any:
-    import dataclasses
-
-    from ichprog.tasks import Preset, get_preset
+    from ichprog.tasks import Preset, as_preset, get_preset
 
     preset = get_preset(name) if isinstance(name, str) else name
     assert isinstance(preset, Preset)
     trunk = cfg["model"]["trunk"]
-    if trunk and trunk != preset.trunk:
-        preset = dataclasses.replace(preset, trunk=trunk)
-    return preset
+    return as_preset(preset, trunk=trunk or None)
 
 
 def _check_input_size(cfg: Mapping[str, Any], preset: Any) -> None:
@@ -668,6 +708,16 @@ def _check_input_size(cfg: Mapping[str, Any], preset: Any) -> None:
             f"voxels, got {shape}; use a larger shape or another trunk")
 
 
+def _cv_kwargs(run: _Run) -> dict[str, Any]:
+    """How every image model of a run is trained (the same for the cv, ablation and claims
+    stages, so that each reuses the folds another trained)."""
+    cfg = run.cfg
+    return {"preprocess": _preprocess_config(cfg), "config": _train_config(cfg, cfg["run"]["seed"]),
+            "cache_dir": run.out / "cache", "augment": cfg["train"]["augment"],
+            "model_kwargs": {"dropout": cfg["model"]["dropout"]}, "preload": True,
+            "overwrite": True}
+
+
 def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> dict[str, Any]:
     """Cross-validate one preset with :func:`ichprog.experiment.cross_validate` on shared
     splits; returns its tidy metrics, predictions (report format), histories and result."""
@@ -679,18 +729,15 @@ def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> d
     cfg = run.cfg
     res = cross_validate(cohort, preset, folds=len(splits.folds), seed=cfg["run"]["seed"],
                          out_dir=out, splits=splits, val_fraction=cfg["cv"]["val_fraction"],
-                         preprocess=_preprocess_config(cfg),
-                         config=_train_config(cfg, cfg["run"]["seed"]),
-                         cache_dir=run.out / "cache", augment=cfg["train"]["augment"],
-                         model_kwargs={"dropout": cfg["model"]["dropout"]}, preload=True,
-                         name=preset.name, overwrite=True, progress=cfg["run"]["progress"])
+                         name=preset.name, progress=cfg["run"]["progress"],
+                         **_cv_kwargs(run))
     if res.reused_folds:
         run.say(f"  {preset.label}: reusing finished fold(s) {res.reused_folds} in {out}")
     rows = []
     p = res.predictions
     for t in preset:
         probs = p[prediction_columns(t)].to_numpy(dtype=float)
-        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], "id": p[ID_COLUMN],
+        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
                              "task": t.name, "y_true": p[f"{t.name}_true"].astype(int),
                              "score": t.score(probs), "pred": np.asarray(p[f"{t.name}_pred"])})
         rows.append(part)
@@ -793,6 +840,39 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
                 folder = same
             results.append(_cv_preset(run, cohort, preset, folder, splits))
         _write_results(run.out / "ablation", results, cfg, bootstrap=False)
+
+
+def _stage_claims(run: _Run, cohort: Any) -> None:
+    cfg = run.cfg
+    c = cfg["claims"]
+    if not c["run"]:
+        return
+    key = _image_key(cfg, c, cfg["cv"]["bootstrap"])
+    with run.stage("claims", key) as todo:
+        if not todo:
+            return
+        from ichprog.experiment import check_claims
+
+        run.say(f"[claims] C1-C6 on {c['repeats']} x {cfg['cv']['folds']} folds"
+                + (f", learning curve at n = {c['sizes']}" if c["sizes"] else ""))
+        kwargs = _cv_kwargs(run)
+        # the trunk of the cv stage's presets: the recipe must not replace it differently
+        kwargs["recipe"] = "paper"
+        kwargs["trunk"] = cfg["model"]["trunk"] or None
+        res = check_claims(cohort, repeats=c["repeats"], folds=cfg["cv"]["folds"],
+                           seed=cfg["run"]["seed"], val_fraction=cfg["cv"]["val_fraction"],
+                           sizes=c["sizes"] or None, saliency_patients=c["saliency_patients"],
+                           n_resamples=cfg["cv"]["bootstrap"] or 1000, out_dir=run.out / "cv",
+                           cv_kwargs=kwargs, progress=cfg["run"]["progress"])
+        res.save(run.out / "claims")
+        res.summary().to_csv(run.out / "claims.csv", index=False)
+        if len(res.learning_curve):
+            import matplotlib.pyplot as plt
+
+            plt.close(res.plot_learning_curve(run.out / "claims" / "learning_curve.png"))
+        run.manifest["claims"] = {"seconds": res.settings.get("seconds"),
+                                  "verdicts": dict(zip(res.claims["claim"],
+                                                       res.claims["verdict"]))}
 
 
 def _load_fitted(folder: Path) -> Any:
@@ -937,6 +1017,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The claims section of ``ichprog demo --long-claims``.
+LONG_CLAIMS: dict[str, Any] = {"repeats": 3, "sizes": [64, 96, 128]}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ichprog.report import build_report
 
@@ -944,6 +1028,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     mode = "quick" if args.quick else "full" if args.full else "default"
     base = {k: dict(v) for k, v in DEMO_MODES[mode].items()}
     base["run"] = {"name": f"phantom demo ({mode})"}
+    if args.long_claims:
+        base["claims"] = {**base.get("claims", {}), **LONG_CLAIMS}
     run = _start(args, base=base)
     cfg = run.cfg
     if cfg["data"]["source"] != "phantom":
@@ -964,6 +1050,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _stage_cv(run, cohort, cfg["cv"]["models"])
     _stage_ablation(run, cohort)
     _stage_saliency(run, cohort)
+    _stage_claims(run, cohort)
     _finish(run, t0)
     paths = build_report(run.out)
     run.say(f"report: {paths['html']} (Markdown: {paths['markdown']}); total "
@@ -1075,6 +1162,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", action="store_true",
                       help="the paper's protocol: 261 patients, 40x301x301, DenseNet121, 10 folds, "
                            "100 epochs (GPU work)")
+    p.add_argument("--long-claims", action="store_true",
+                   help="test the paper's claims on 3 repeats of the folds with a learning curve "
+                        "at 64, 96 and 128 patients (default mode: about 30 minutes on 2 CPU "
+                        "cores)")
     _add_common(p)
     _add_data(p)
     _add_model(p, preset=False)
