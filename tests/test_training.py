@@ -309,3 +309,45 @@ def test_a_batch_of_one_sample_gets_a_hint():
     ds = make_dataset(9)
     with pytest.raises(ValueError, match="batch_size"):
         train(make_model(), ds, ds, cfg(max_epochs=1))
+
+
+# -- schedule and the kept epoch ----------------------------------------------------------------
+def test_onecycle_follows_torchs_schedule_and_select_last_keeps_the_last_epoch():
+    ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
+    config = cfg(max_epochs=3, batch_size=4, accumulation_steps=1, lr=5e-3,
+                 schedule="onecycle", select="last", patience=None)
+    res = train(make_model(), ds, val, config)
+    # torch's own OneCycleLR stepped as often as the loop steps (3 batches per epoch)
+    ref_opt = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=5e-3)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=5e-3, total_steps=9,
+                                              pct_start=0.2)
+    rates = [ref_opt.param_groups[0]["lr"]]  # the rate of each of the 9 optimizer steps
+    for _ in range(8):
+        ref_opt.step()
+        ref.step()
+        rates.append(ref_opt.param_groups[0]["lr"])
+    # after each epoch: the rate of the next step; after the last, that of the last step
+    np.testing.assert_allclose(res.history["lr"], [rates[3], rates[6], rates[8]], rtol=1e-12)
+    assert res.history["lr"].iloc[-1] < 1e-5 < res.history["lr"].iloc[0]
+    assert res.best_epoch == 3 and res.history["improved"].all()
+
+
+def test_select_last_refuses_early_stopping():
+    with pytest.raises(ValueError, match="select='best'"):
+        TrainConfig(select="last", patience=5)
+    with pytest.raises(ValueError, match="schedule must be"):
+        TrainConfig(schedule="cosine")
+
+
+def test_onecycle_killed_and_resumed_equals_uninterrupted(tmp_path):
+    ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
+    config = cfg(max_epochs=3, batch_size=4, accumulation_steps=1, schedule="onecycle",
+                 select="last", patience=None)
+    straight = train(make_model(), ds, val, config)
+    killer = _Killer(ds, limit=14)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), killer, val, config, out_dir=tmp_path)
+    resumed = train(make_model(), ds, val, config, out_dir=tmp_path)
+    assert resumed.resumed_from == 1
+    assert state_equal(resumed.model, straight.model)
+    np.testing.assert_allclose(resumed.history["lr"], straight.history["lr"], rtol=0)

@@ -1078,8 +1078,8 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None:
-                    scheduler.step()
+                if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+                    scheduler.step()  # the rate of the next step (the last step's is final)
             bs = x.shape[0]
             n_seen += bs
             total_sum += float(total.detach()) * bs
