@@ -232,3 +232,12 @@ def test_ablations_can_raise_the_primary_weight_like_the_scripts():
     ab = T.ablations(T.MT_BIN_GCS_BIN_AGE, primary_weight=0.5)
     assert ab["mt_bin_gcs_bin_age"].weights == {"prognosis": 0.4, "gcs": 0.3, "age": 0.3}
     assert ab["mt_bin_gcs_bin_age-no_gcs"].weights == {"prognosis": 0.5, "age": 0.3}
+
+
+def test_replacing_the_trunk_renames_the_model():
+    from ichprog.tasks import BASELINE_DENSENET, BASELINE_PEREZ, MT_BIN_GCS_BIN_AGE, as_preset
+
+    assert as_preset(BASELINE_DENSENET, trunk="densenet_tiny").label == "Baseline tiny DenseNet"
+    assert as_preset(MT_BIN_GCS_BIN_AGE, trunk="densenet_tiny").label == (
+        "MT (bin GCS, bin age) [tiny DenseNet]")
+    assert as_preset(BASELINE_PEREZ, trunk="perez2023") is BASELINE_PEREZ

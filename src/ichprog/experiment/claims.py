@@ -34,6 +34,7 @@ Every effect is "multi-task minus baseline" (C3-C6), "regression minus dense net
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,30 +74,7 @@ _PRED_COLUMNS = ["model", "repeat", "fold", ID_COLUMN, "task", "y_true", "score"
 # ---------------------------------------------------------------------------------------------
 # statistics
 # ---------------------------------------------------------------------------------------------
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney AUC with average ranks for ties; NaN when one class is missing."""
-    from scipy.stats import rankdata
-
-    pos = y == 1
-    n1 = int(pos.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    pos = y == 1
-    if pos.all() or not pos.any():
-        return float("nan")
-    return float(0.5 * ((pred[pos] == 1).mean() + (pred[~pos] == 0).mean()))
-
-
-_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
-    "auc": lambda y, s, p: _auc(y, s),
-    "balanced_accuracy": lambda y, s, p: _balanced_accuracy(y, p),
-}
+_METRIC_NAMES = ("auc", "balanced_accuracy")
 
 
 def verdict(low: float, high: float, equivalence: bool = False) -> str:
@@ -112,62 +90,70 @@ def verdict(low: float, high: float, equivalence: bool = False) -> str:
 
 
 def _units(pred: pd.DataFrame, patients: Mapping[str, int]) -> list[tuple[np.ndarray, ...]]:
-    """(patient index, y, score, pred) per (repeat, fold) of one model and task."""
+    """(patient index, y, probability) per (repeat, fold) of one model and task."""
     out = []
     for _, g in pred.sort_values(["repeat", "fold"]).groupby(["repeat", "fold"], sort=True):
         idx = np.array([patients[str(i)] for i in g[ID_COLUMN]], dtype=np.int64)
-        out.append((idx, g["y_true"].to_numpy(int), g["score"].to_numpy(float),
-                    g["pred"].to_numpy(int)))
+        out.append((idx, g["y_true"].to_numpy(int), g["score"].to_numpy(float)))
     return out
 
 
 def _unit_metrics(units: Sequence[tuple[np.ndarray, ...]], metric: str,
-                  counts: np.ndarray | None) -> np.ndarray:
-    fn = _METRICS[metric]
-    vals = np.empty(len(units))
-    for k, (idx, y, s, p) in enumerate(units):
-        if counts is not None:
-            take = np.repeat(np.arange(len(idx)), counts[idx])
-            y, s, p = y[take], s[take], p[take]
-        vals[k] = fn(y, s, p)
-    return vals
+                  counts: np.ndarray) -> np.ndarray:
+    """``(n_resamples, n_units)`` metric of every (repeat, fold) under every row of patient
+    ``counts`` (:func:`ichprog.metrics.binary_metrics_batch`: one sort per unit)."""
+    from ichprog.metrics import binary_metrics_batch
+
+    out = np.empty((counts.shape[0], len(units)))
+    for k, (idx, y, prob) in enumerate(units):
+        with warnings.catch_warnings():  # a resample without one class: NaN, dropped below
+            warnings.simplefilter("ignore")
+            out[:, k] = binary_metrics_batch(y, prob, counts[:, idx])[metric]
+    return out
+
+
+def _ids(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+    ids = sorted(set().union(*(set(d[ID_COLUMN].astype(str)) for d in frames.values())))
+    return {p: i for i, p in enumerate(ids)}
+
+
+def _interval(point: float, draws: np.ndarray, ci: float) -> tuple[float, float, float]:
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return point, float("nan"), float("nan")
+    alpha = (1.0 - ci) / 2.0
+    return point, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1.0 - alpha))
 
 
 def _bootstrap(frames: Mapping[str, pd.DataFrame], metric: str,
-               combine: Callable[[Mapping[str, np.ndarray]], float], n_resamples: int,
+               combine: Callable[[Mapping[str, np.ndarray]], np.ndarray], n_resamples: int,
                seed: int, ci: float = 0.95) -> tuple[float, float, float]:
     """``combine`` of per-(repeat, fold) metrics of several prediction frames, and its
     percentile interval over resampled patients (one draw per resample, shared by all)."""
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
-    frames = {k: (d.assign(repeat=0) if "repeat" not in d else d) for k, d in frames.items()}
-    ids = sorted(set().union(*(set(d[ID_COLUMN].astype(str)) for d in frames.values())))
-    patients = {p: i for i, p in enumerate(ids)}
-    units = {k: _units(d, patients) for k, d in frames.items()}
+    from ichprog.metrics import resample_counts
 
-    def stat(counts: np.ndarray | None) -> float:
-        with np.errstate(all="ignore"):
+    if metric not in _METRIC_NAMES:
+        raise ValueError(f"metric must be one of {_METRIC_NAMES}, got {metric!r}")
+    frames = {k: (d.assign(repeat=0) if "repeat" not in d else d) for k, d in frames.items()}
+    patients = _ids(frames)
+    units = {k: _units(d, patients) for k, d in frames.items()}
+    n = len(patients)
+
+    def stat(counts: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
             return combine({k: _unit_metrics(u, metric, counts) for k, u in units.items()})
 
-    effect = stat(None)
-    rng = np.random.default_rng(seed)
-    n = len(patients)
-    draws = np.array([stat(np.bincount(rng.integers(0, n, n), minlength=n))
-                      for _ in range(n_resamples)])
-    draws = draws[np.isfinite(draws)]
-    if not len(draws):
-        return effect, float("nan"), float("nan")
-    alpha = (1.0 - ci) / 2.0
-    return effect, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1.0 - alpha))
+    point = float(stat(np.ones((1, n)))[0])
+    return _interval(point, stat(resample_counts(n, n_resamples, seed)), ci)
 
 
-def _mean_diff(v: Mapping[str, np.ndarray]) -> float:
-    d = v["a"] - v["b"]
-    return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
+def _mean_diff(v: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.nanmean(v["a"] - v["b"], axis=1)
 
 
-def _sd_diff(v: Mapping[str, np.ndarray]) -> float:
-    return float(np.nanstd(v["a"], ddof=1) - np.nanstd(v["b"], ddof=1))
+def _sd_diff(v: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.nanstd(v["a"], axis=1, ddof=1) - np.nanstd(v["b"], axis=1, ddof=1)
 
 
 def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "auc",
@@ -178,16 +164,17 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "auc",
     Parameters
     ----------
     a, b
-        Long predictions of one task (columns ``repeat, fold, PatientID, y_true, score, pred``)
-        on the same folds. ``repeat`` may be absent (one repeat).
+        Long predictions of one binary task (columns ``repeat, fold, PatientID, y_true,
+        score``; ``score`` the probability of class 1) on the same folds. ``repeat`` may be
+        absent (one repeat).
     metric
-        ``"auc"`` or ``"balanced_accuracy"``, computed per (repeat, fold).
+        ``"auc"`` or ``"balanced_accuracy"`` (at 0.5), computed per (repeat, fold).
     statistic
         ``"mean"``: mean over folds of ``a - b``; ``"sd"``: SD over folds of ``a`` minus that of
         ``b``.
     n_resamples, seed, ci
         Patients are drawn with replacement (one draw per resample, shared by both models and
-        every fold); percentile interval.
+        every fold; :func:`ichprog.metrics.resample_counts`); percentile interval.
 
     Returns
     -------
@@ -197,7 +184,7 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "auc",
     --------
     >>> import pandas as pd
     >>> a = pd.DataFrame({"fold": 0, "PatientID": list("abcd"), "y_true": [0, 0, 1, 1],
-    ...                   "score": [0.1, 0.2, 0.8, 0.9], "pred": [0, 0, 1, 1]})
+    ...                   "score": [0.1, 0.2, 0.8, 0.9]})
     >>> b = a.assign(score=[0.1, 0.8, 0.2, 0.9])
     >>> effect, low, high = paired_bootstrap(a, b, n_resamples=200)
     >>> effect
@@ -214,23 +201,18 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "auc",
                       n_resamples, seed, ci)
 
 
-def _ids(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
-    ids = sorted(set().union(*(set(d[ID_COLUMN].astype(str)) for d in frames.values())))
-    return {p: i for i, p in enumerate(ids)}
-
-
 def _patient_bootstrap(values: np.ndarray, n_resamples: int, seed: int,
-                       stat: Callable[[np.ndarray], float],
+                       stat: Callable[[np.ndarray], np.ndarray],
                        ci: float = 0.95) -> tuple[float, float, float]:
-    """Statistic of per-patient rows and its percentile interval over resampled patients."""
-    rng = np.random.default_rng(seed)
+    """``stat(weighted mean of per-patient rows)`` and its interval over resampled patients;
+    ``stat`` maps ``(n_resamples, ...)`` weighted means to ``(n_resamples,)``."""
+    from ichprog.metrics import resample_counts
+
     n = len(values)
-    draws = np.array([stat(values[rng.integers(0, n, n)]) for _ in range(n_resamples)])
-    draws = draws[np.isfinite(draws)]
-    alpha = (1.0 - ci) / 2.0
-    if not len(draws):
-        return stat(values), float("nan"), float("nan")
-    return stat(values), float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+    flat = values.reshape(n, -1)
+    point = float(stat(flat.mean(0, keepdims=True))[0])
+    counts = resample_counts(n, n_resamples, seed)
+    return _interval(point, stat(counts @ flat / n), ci)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,12 +400,6 @@ def _long(res: Any, task: str, repeat: int) -> pd.DataFrame:
                          "pred": p[f"{task}_pred"].astype(int).to_numpy()})
 
 
-def _pooled_auc(pred: pd.DataFrame) -> pd.Series:
-    return pred.groupby(["model", "repeat"]).apply(
-        lambda g: _auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float)),
-        include_groups=False)
-
-
 def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
                         tabular: Mapping[str, Any] | None = None, saliency: pd.DataFrame | None
                         = None, learning_curve: pd.DataFrame | None = None,
@@ -469,9 +445,8 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
         key = [cols.index(GCS_COLUMN), cols.index(AGE_COLUMN)]
         others = [i for i in range(len(cols)) if i not in key]
 
-        def gap(v: np.ndarray) -> float:
-            m = v.mean(0)
-            return float(m[key].min() - m[others].max())
+        def gap(m: np.ndarray) -> np.ndarray:  # m: mean |SHAP| per variable, per resample
+            return m[:, key].min(1) - m[:, others].max(1)
 
         e, lo, hi = _patient_bootstrap(shap_abs.to_numpy(float), n_resamples, seed, gap)
         top = shap_abs.mean().sort_values(ascending=False).index[:3].tolist()
@@ -505,11 +480,13 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
         wide = saliency.pivot_table(index=ID_COLUMN, columns="model", values="enrichment")
         wide = wide.dropna()
         diff = (wide["multitask"] - wide["baseline"]).to_numpy(float)
-        e, lo, hi = _patient_bootstrap(diff, n_resamples, seed, lambda v: float(np.mean(v)))
+        e, lo, hi = _patient_bootstrap(diff, n_resamples, seed, lambda m: m[:, 0])
         rows.append(_row("C5", e, lo, hi, len(diff),
                          f"effect = MT minus baseline enrichment (mass on the hematoma / its "
                          f"share of the brain); means {wide['multitask'].mean():.2f} vs "
                          f"{wide['baseline'].mean():.2f}"))
+    from ichprog.metrics import roc_auc
+
     lc_table = pd.DataFrame()
     preds = [base, mt]
     if learning_curve is not None and len(learning_curve):
@@ -525,16 +502,14 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
                     - _mean_diff({"a": v["multitask1"], "b": v["baseline1"]}))
 
         e, lo, hi = _bootstrap(frames, "auc", gain_change, n_resamples, seed)
-        small = _mean_diff({"a": _unit_metrics(_units(frames["multitask0"], _ids(frames)), "auc",
-                                               None),
-                            "b": _unit_metrics(_units(frames["baseline0"], _ids(frames)), "auc",
-                                               None)})
+        small, _, _ = paired_bootstrap(frames["multitask0"], frames["baseline0"], "auc",
+                                       n_resamples=0)
         rows.append(_row("C6", e, lo, hi, len(sizes),
                          f"effect = MT gain in mean per-fold AUC at n = {sizes[0]} "
                          f"({small:+.3f}) minus the gain at n = {sizes[-1]} ({small - e:+.3f}); "
                          "the smaller cohorts are subsets of the larger, resampled together"))
         auc = learning_curve.groupby(["size", "model", "repeat"]).apply(
-            lambda g: _auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float)),
+            lambda g: roc_auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float)),
             include_groups=False).rename("auc").reset_index()
         lc_table = auc.groupby(["size", "model"], sort=False)["auc"].agg(
             auc_mean="mean", auc_sd="std", repeats="count").reset_index()
