@@ -351,3 +351,13 @@ def test_onecycle_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert resumed.resumed_from == 1
     assert state_equal(resumed.model, straight.model)
     np.testing.assert_allclose(resumed.history["lr"], straight.history["lr"], rtol=0)
+
+
+def test_a_long_run_is_announced_after_its_first_epoch(monkeypatch):
+    import ichprog.training as tr
+
+    monkeypatch.setattr(tr, "LONG_RUN_S", 0.0)
+    ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
+    with pytest.warns(UserWarning, match=r"remaining 1 epoch\(s\) will take about .*recipe='cpu'"):
+        train(make_model(), ds, val, cfg(max_epochs=2, patience=None))
+    assert tr._duration(5400) == "1.5 h" and tr._duration(3 * 86400) == "3.0 days"

@@ -888,6 +888,30 @@ def _group_weights(n_samples: int, batch_size: int, steps: int) -> list[tuple[fl
     return out
 
 
+#: Projected training time (s) above which :func:`train` says how long it will take.
+LONG_RUN_S = 600.0
+
+
+def _warn_if_long(seconds: float, epochs_left: int, device: torch.device) -> None:
+    """After the first epoch: warn when the remaining epochs will take long, with a way out."""
+    left = seconds * epochs_left
+    if left <= LONG_RUN_S:
+        return
+    hint = ("; recipe='cpu' (ichprog.recipes) trains a smaller model that learns in minutes on "
+            "a CPU" if device.type == "cpu" else "")
+    warnings.warn(f"training: the first epoch took {seconds:.0f} s, so the remaining "
+                  f"{epochs_left} epoch(s) will take about {_duration(left)} on {device} (early "
+                  f"stopping may end it sooner){hint}", UserWarning, stacklevel=3)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                     steps_per_epoch: int) -> Any:
     """The learning-rate scheduler of ``config.schedule`` (``None`` for a constant rate), stepped
@@ -1110,6 +1134,8 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         row["lr"] = float(optimizer.param_groups[0]["lr"])
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
+        if epoch == start_epoch:
+            _warn_if_long(row["seconds"], config.max_epochs - epoch, device)
         done = bool(patience and wait >= patience) or epoch == config.max_epochs
         if patience and wait >= patience:
             stop_reason = "early_stopping"
