@@ -328,13 +328,18 @@ class ClaimsResult:
         return f"ClaimsResult({verdicts})"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``claims.csv``, ``claims_predictions.csv``, ``learning_curve.csv``,
-        ``claims_saliency.csv`` and ``claims.json`` (settings) into ``out_dir``."""
+        """Write ``claims.csv``, ``claims_predictions.csv``, ``learning_curve.csv`` and
+        ``claims_saliency.csv`` (when those were run) and ``claims.json`` (settings) into
+        ``out_dir``; returns ``out_dir``."""
         out = Path(out_dir)
         write_csv(self.claims, out / "claims.csv")
         write_csv(self.predictions, out / "claims_predictions.csv")
-        write_csv(self.learning_curve, out / "learning_curve.csv")
-        write_csv(self.saliency, out / "claims_saliency.csv")
+        for name, frame in (("learning_curve.csv", self.learning_curve),
+                            ("claims_saliency.csv", self.saliency)):
+            if len(frame.columns):
+                write_csv(frame, out / name)
+            else:  # not run: no file (a stale one from an earlier check must not remain)
+                (out / name).unlink(missing_ok=True)
         write_json(self.settings, out / "claims.json")
         return out
 

@@ -270,7 +270,7 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
 
 def _pooled_scores(preds: pd.DataFrame) -> pd.DataFrame:
     """Pooled out-of-fold AUC (binary tasks) and quadratic kappa (ordinal GCS) per model."""
-    from ichprog.metrics import quadratic_weighted_kappa, roc_auc
+    from ichprog.metrics import ordinal_confusion_matrix, quadratic_weighted_kappa, roc_auc
 
     cols: dict[str, dict[str, float]] = {}
     for (model, task), g in preds.groupby(["model", "task"], sort=False):
@@ -280,8 +280,9 @@ def _pooled_scores(preds: pd.DataFrame) -> pd.DataFrame:
             name = {"gcs": "binary GCS AUC"}.get(str(task), f"{task} AUC")
             row[name] = float(roc_auc(y, g["score"].to_numpy(float)))
         else:
+            cm = ordinal_confusion_matrix(y, g["pred"].to_numpy(int), labels=[0, 1, 2])
             row[f"ordinal {task.upper() if task == 'gcs' else task} kappa"] = float(
-                quadratic_weighted_kappa(y, g["pred"].to_numpy(int), labels=[0, 1, 2]))
+                quadratic_weighted_kappa(cm))
     order = ["prognosis AUC", "binary GCS AUC", "ordinal GCS kappa", "age AUC"]
     table = pd.DataFrame.from_dict(cols, orient="index")
     return table.loc[:, [c for c in order if c in table.columns]
