@@ -91,7 +91,7 @@ def verdict(low: float, high: float, equivalence: bool = False) -> str:
 
 def _units(pred: pd.DataFrame, patients: Mapping[str, int]) -> list[tuple[np.ndarray, ...]]:
     """(patient index, y, probability) per (repeat, fold) of one model and task."""
-    out = []
+    out: list[tuple[np.ndarray, ...]] = []
     for _, g in pred.sort_values(["repeat", "fold"]).groupby(["repeat", "fold"], sort=True):
         idx = np.array([patients[str(i)] for i in g[ID_COLUMN]], dtype=np.int64)
         out.append((idx, g["y_true"].to_numpy(int), g["score"].to_numpy(float)))
@@ -502,7 +502,7 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
                   for k, size in enumerate((sizes[0], sizes[-1]))
                   for m in ("multitask", "baseline")}
 
-        def gain_change(v: Mapping[str, np.ndarray]) -> float:
+        def gain_change(v: Mapping[str, np.ndarray]) -> np.ndarray:
             return (_mean_diff({"a": v["multitask0"], "b": v["baseline0"]})
                     - _mean_diff({"a": v["multitask1"], "b": v["baseline1"]}))
 
@@ -513,9 +513,11 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
                          f"effect = MT gain in mean per-fold AUC at n = {sizes[0]} "
                          f"({small:+.3f}) minus the gain at n = {sizes[-1]} ({small - e:+.3f}); "
                          "the smaller cohorts are subsets of the larger, resampled together"))
-        auc = learning_curve.groupby(["size", "model", "repeat"]).apply(
-            lambda g: roc_auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float)),
-            include_groups=False).rename("auc").reset_index()
+        auc = pd.DataFrame([
+            {"size": size, "model": model, "repeat": r,
+             "auc": roc_auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float))}
+            for (size, model, r), g in learning_curve.groupby(["size", "model", "repeat"],
+                                                               sort=False)])
         lc_table = auc.groupby(["size", "model"], sort=False)["auc"].agg(
             auc_mean="mean", auc_sd="std", repeats="count").reset_index()
     if references is not None and len(references):
