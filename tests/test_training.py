@@ -361,3 +361,24 @@ def test_a_long_run_is_announced_after_its_first_epoch(monkeypatch):
     with pytest.warns(UserWarning, match=r"remaining 1 epoch\(s\) will take about .*recipe='cpu'"):
         train(make_model(), ds, val, cfg(max_epochs=2, patience=None))
     assert tr._duration(5400) == "1.5 h" and tr._duration(3 * 86400) == "3.0 days"
+
+
+def test_class_balance_weights_the_rare_targets():
+    from ichprog.models import balanced_pos_weight, multitask_loss
+    from ichprog.tasks import AGE_BINARY, GCS_ORDINAL
+
+    targets = {"gcs": np.array([[0, 0]] * 6 + [[1, 0]] * 3 + [[1, 1]] * 1),
+               "age": np.array([[1]] * 2 + [[0]] * 8)}
+    w = balanced_pos_weight(targets, [GCS_ORDINAL, AGE_BINARY])
+    assert w["gcs"].tolist() == [1.5, 9.0] and w["age"].tolist() == [4.0]
+    # with these weights the positive and negative targets of each output weigh the same
+    logits = {"gcs": torch.zeros(10, 2), "age": torch.zeros(10, 1)}
+    tg = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in targets.items()}
+    _, per_task = multitask_loss(logits, tg, [GCS_ORDINAL, AGE_BINARY], w)
+    ln2 = float(np.log(2.0))
+    assert float(per_task["age"]) == pytest.approx(ln2 * (2 * 4.0 + 8) / 10)
+    # a dataset without targets cannot be balanced, and says so
+    ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
+    ds.targets = None
+    with pytest.raises(ValueError, match="class_balance needs a training dataset"):
+        train(make_model(), ds, val, cfg(max_epochs=1, class_balance=True))

@@ -145,6 +145,8 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
                          "'onecycle'", choices=("constant", "onecycle")),
         "select": _Key("str", "best", "weights kept: 'best' validation epoch (the paper's) or "
                        "'last' epoch", choices=("best", "last")),
+        "class_balance": _Key("bool", False, "weight the positive targets of every binary and "
+                              "ordinal output by negatives / positives"),
         "augment": _Key("bool", True, "rotation, zoom and noise on the training part"),
         "precision": _Key("str", "auto", "autocast precision",
                           choices=("auto", "fp32", "bf16", "fp16")),
@@ -685,6 +687,7 @@ def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
                        weight_decay=t["weight_decay"], patience=t["patience"] or None,
                        seed=seed, device=cfg["run"]["device"], precision=t["precision"],
                        schedule=t["schedule"], select=t["select"],
+                       class_balance=t["class_balance"],
                        progress=cfg["run"]["progress"])
 
 

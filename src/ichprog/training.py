@@ -157,6 +157,11 @@ class TrainConfig:
         best monitored validation score. ``"last"``: those of the last epoch; the natural choice
         with ``schedule="onecycle"``, and when the validation part is too small (a few patients)
         to rank epochs by. Early stopping needs ``"best"``.
+    class_balance
+        Weight the positive targets of every binary and ordinal output in the training loss by
+        negatives / positives in the training set (:func:`ichprog.models.balanced_pos_weight`),
+        so that a rare class (GCS 3-8, age >= 80) is not outvoted into the majority class. Off
+        in the paper's recipe, which balances only the primary task, by oversampling.
     """
 
     max_epochs: int = 100
@@ -177,6 +182,7 @@ class TrainConfig:
     progress: bool = True
     schedule: Schedule = "constant"
     select: Select = "best"
+    class_balance: bool = False
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, rule: str) -> None:
@@ -912,6 +918,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _pos_weight(train_ds: Dataset, tasks: Sequence[Task]) -> dict[str, torch.Tensor]:
+    from ichprog.models import balanced_pos_weight
+
+    targets = getattr(train_ds, "targets", None)
+    if not targets:
+        raise ValueError("TrainConfig.class_balance needs a training dataset with a .targets "
+                         "mapping (CTDataset or ArrayDataset built with targets)")
+    return balanced_pos_weight(targets, tasks)
+
+
 def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                     steps_per_epoch: int) -> Any:
     """The learning-rate scheduler of ``config.schedule`` (``None`` for a constant rate), stepped
@@ -1002,6 +1018,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
     steps_per_epoch = sum(step for _, step in _group_weights(
         len(train_ds), config.batch_size, config.accumulation_steps))  # type: ignore[arg-type]
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
+    pos_weight = _pos_weight(train_ds, tasks) if config.class_balance else None
 
     out = Path(out_dir) if out_dir is not None else None
     start_epoch = 1
@@ -1090,7 +1107,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                         "the trunk's last BatchNorm sees one value per channel at this input "
                         "size; change batch_size or use larger inputs") from exc
                 raise
-            total, per_task = multitask_loss(outputs, targets, tasks)
+            total, per_task = multitask_loss(outputs, targets, tasks, pos_weight)
             if not torch.isfinite(total):
                 raise FloatingPointError(
                     f"non-finite training loss {float(total)} at epoch {epoch}, batch {b} "

@@ -1,6 +1,6 @@
 """Networks: 3D trunks and the multi-task network with one head per task."""
 
-from ichprog.models.multitask import MultiTaskNet, TaskHead, multitask_loss
+from ichprog.models.multitask import MultiTaskNet, TaskHead, balanced_pos_weight, multitask_loss
 from ichprog.models.trunks import (
     TRUNKS,
     Bf16SafeConv3d,
@@ -10,5 +10,5 @@ from ichprog.models.trunks import (
     make_bf16_safe,
 )
 
-__all__ = ["MultiTaskNet", "TaskHead", "multitask_loss", "TRUNKS", "PerezCNN", "TrunkSpec",
+__all__ = ["MultiTaskNet", "TaskHead", "multitask_loss", "balanced_pos_weight", "TRUNKS", "PerezCNN", "TrunkSpec",
            "build_trunk", "Bf16SafeConv3d", "make_bf16_safe"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ichprog.models.trunks import TrunkSpec, build_trunk, make_bf16_safe
 from ichprog.tasks import Preset, Task, as_preset
 
-__all__ = ["TaskHead", "MultiTaskNet", "multitask_loss"]
+__all__ = ["TaskHead", "MultiTaskNet", "multitask_loss", "balanced_pos_weight"]
 
 
 class TaskHead(nn.Sequential):
@@ -155,7 +156,8 @@ class MultiTaskNet(nn.Module):
 
 
 def multitask_loss(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-                   tasks: Sequence[Task]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   tasks: Sequence[Task], pos_weight: Mapping[str, torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of per-task losses (the paper's Eq. 1).
 
     BCE with logits for binary and (cumulative) ordinal tasks, mean squared error for continuous
@@ -169,6 +171,10 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, to
         ``{task name: (N, n_outputs)}`` loss targets (:meth:`ichprog.tasks.Task.loss_targets`).
     tasks
         The tasks to include.
+    pos_weight
+        ``{task name: (n_outputs,)}`` weights of the positive targets of a binary or ordinal
+        task's BCE (``pos_weight`` of :func:`torch.nn.functional.binary_cross_entropy_with_logits`),
+        e.g. from :func:`balanced_pos_weight`; tasks not listed are unweighted.
 
     Returns
     -------
@@ -185,8 +191,51 @@ def multitask_loss(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, to
         if t.kind == "continuous":
             loss = nn.functional.mse_loss(logits, target)
         else:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+            w = pos_weight.get(t.name) if pos_weight is not None else None
+            if w is not None:
+                w = w.to(device=logits.device, dtype=logits.dtype)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=w)
         per_task[t.name] = loss
         total = loss * t.weight if total is None else total + loss * t.weight
     assert total is not None
     return total, per_task
+
+
+def balanced_pos_weight(targets: Mapping[str, Any], tasks: Sequence[Task]) -> dict[str, torch.Tensor]:
+    """Positive-target weights that balance each binary or ordinal output of the training set.
+
+    For every output column, ``negatives / positives`` among the training targets, so that both
+    target values weigh the same in the loss (scikit-learn's ``class_weight="balanced"``, up to
+    a common factor). A column without positives or negatives gets the weight 1.
+
+    Parameters
+    ----------
+    targets
+        ``{task name: (n_samples, n_outputs)}`` loss targets of the training set (after any
+        oversampling), e.g. ``dataset.targets``.
+    tasks
+        The tasks; continuous ones are skipped.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``{task name: (n_outputs,) float32}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ichprog.tasks import GCS_ORDINAL
+    >>> t = {"gcs": np.array([[0, 0], [0, 0], [1, 0], [1, 1]])}  # classes 0, 0, 1, 2
+    >>> balanced_pos_weight(t, [GCS_ORDINAL])["gcs"].tolist()
+    [1.0, 3.0]
+    """
+    out: dict[str, torch.Tensor] = {}
+    for t in tasks:
+        if t.kind == "continuous" or t.name not in targets:
+            continue
+        y = np.asarray(targets[t.name], dtype=np.float64).reshape(len(targets[t.name]), -1)
+        pos = y.sum(0)
+        neg = len(y) - pos
+        w = np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1), 1.0)
+        out[t.name] = torch.as_tensor(w, dtype=torch.float32)
+    return out
