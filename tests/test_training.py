@@ -356,7 +356,7 @@ def test_onecycle_killed_and_resumed_equals_uninterrupted(tmp_path):
 def test_a_long_run_is_announced_after_its_first_epoch(monkeypatch):
     import ichprog.training as tr
 
-    monkeypatch.setattr(tr, "LONG_RUN_S", 0.0)
+    monkeypatch.setattr(tr.loop, "LONG_RUN_S", 0.0)
     ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
     with pytest.warns(UserWarning, match=r"remaining 1 epoch\(s\) will take about .*recipe='cpu'"):
         train(make_model(), ds, val, cfg(max_epochs=2, patience=None))
