@@ -1,0 +1,530 @@
+"""The paper's cross-validation: :func:`cross_validate`, its per-fold store in the output folder,
+and :class:`CVResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ichprog._util import derive_seed, package_versions, stable_hash, write_csv, write_json
+from ichprog.constants import ID_COLUMN
+from ichprog.experiment._common import (
+    _apply_recipe,
+    _prediction_frame,
+    _probs_from_frame,
+    _read_ids_csv,
+)
+from ichprog.experiment.fitted import fit_multitask
+from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
+
+CV_FORMAT = "ichprog-cv/1"
+
+
+@dataclass
+class CVResult:
+    """Per-fold, per-patient predictions of a cross-validation, and everything derived from them.
+
+    Attributes
+    ----------
+    predictions
+        One row per fold and test patient: ``model``, ``fold``, ``PatientID`` and, for every
+        task, ``<task>_true``, the probability columns of :func:`prediction_columns` and
+        ``<task>_pred``.
+    preset
+        The tasks (and trunk).
+    name
+        Model name in the tables (default: the preset's label).
+    history
+        Training history of every fold (a ``fold`` column added).
+    config
+        Settings of the run (as written to ``config.json``).
+    reused_folds
+        Folds read back from ``out_dir`` instead of being trained.
+    out_dir
+        The output folder, if any.
+    threshold
+        Decision threshold of the metrics.
+    """
+
+    predictions: pd.DataFrame
+    preset: Preset
+    name: str
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    config: dict[str, Any] = field(default_factory=dict)
+    reused_folds: list[int] = field(default_factory=list)
+    out_dir: Path | None = None
+    threshold: float = 0.5
+
+    @property
+    def folds(self) -> list[int]:
+        """Fold indices present in the predictions."""
+        return sorted(int(f) for f in self.predictions["fold"].unique())
+
+    def __repr__(self) -> str:
+        return (f"CVResult(name={self.name!r}, tasks={self.preset.task_names}, "
+                f"folds={len(self.folds)}, patients={len(self.predictions)}, "
+                f"reused_folds={self.reused_folds})")
+
+    def _fold_frame(self, fold: int | None) -> pd.DataFrame:
+        if fold is None:
+            return self.predictions
+        df = self.predictions[self.predictions["fold"] == fold]
+        if df.empty:
+            raise KeyError(f"no predictions for fold {fold}; folds: {self.folds}")
+        return df
+
+    def metrics(self) -> pd.DataFrame:
+        """The tidy metrics table (``model, fold, task, metric, value``) of every fold and task:
+        binary metrics for binary tasks, ordinal metrics for ordinal ones (``task.metrics``)."""
+        from ichprog.metrics import tidy
+
+        per_fold: dict[int, dict[str, dict[str, float]]] = {}
+        for fold in self.folds:
+            df = self._fold_frame(fold)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                per_fold[fold] = {
+                    t.name: t.metrics(df[f"{t.name}_true"].to_numpy(), _probs_from_frame(df, t),
+                                      threshold=self.threshold)
+                    for t in self.preset
+                }
+        return tidy(per_fold, model=self.name)
+
+    def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
+        """Mean ± SD over folds (SD with ``ddof=1``), like the paper's Tables 3-4.
+
+        See :func:`ichprog.metrics.summarize`.
+        """
+        from ichprog.metrics import summarize
+
+        return summarize(self.metrics(), decimals=decimals, skipna=skipna)
+
+    def bootstrap(self, fold: int | None = 0, n_resamples: int = 1000, ci: float = 0.95,
+                  seed: int = 0, tasks: Sequence[str] | None = None,
+                  ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Percentile bootstrap intervals of every metric on one fold's test set (Table 2).
+
+        Parameters
+        ----------
+        fold
+            The fold (``None``: all test predictions pooled).
+        n_resamples, ci, seed
+            See :func:`ichprog.metrics.bootstrap_ci` (1000 resamples of the test-set size).
+        tasks
+            Task names (default all).
+        ids
+            Restrict to these patients (e.g. the ones external readers labelled).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``model, fold, task, metric, estimate, low, high, n_valid``.
+        """
+        from ichprog.metrics import binary_metrics, bootstrap_ci, ordinal_metrics
+
+        df = self._fold_frame(fold)
+        if ids is not None:
+            df = self._select_ids(df, ids)
+        frames = []
+        for t in self.preset:
+            if tasks is not None and t.name not in tasks:
+                continue
+            y = df[f"{t.name}_true"].to_numpy()
+            probs = _probs_from_frame(df, t)
+            if t.kind == "binary":
+                fn: Any = partial(binary_metrics, threshold=self.threshold)
+                score = t.score(probs)
+            elif t.kind == "ordinal":
+                fn = partial(ordinal_metrics, labels=t.labels)
+                score = t.decode(probs, threshold=self.threshold)
+            else:
+                continue
+            table = bootstrap_ci(fn, y, score, n_resamples=n_resamples, ci=ci, seed=seed,
+                                 progress=False)
+            table.insert(0, "task", t.name)
+            table.insert(0, "fold", "all" if fold is None else fold)
+            table.insert(0, "model", self.name)
+            frames.append(table)
+        return pd.concat(frames, ignore_index=True)
+
+    @staticmethod
+    def _select_ids(df: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+        ids = [str(i) for i in ids]
+        counts = df[ID_COLUMN].value_counts()
+        missing = [i for i in ids if i not in counts.index]
+        if missing:
+            raise KeyError(f"patient(s) {missing[:10]} have no test prediction in the selected "
+                           "fold(s)")
+        twice = [i for i in ids if counts[i] > 1]
+        if twice:
+            raise ValueError(f"patient(s) {twice[:10]} are predicted in several folds; pass fold=")
+        return df.set_index(ID_COLUMN).loc[ids].reset_index()
+
+    def compare_readers(self, readers: pd.DataFrame, task: str = "prognosis",
+                        fold: int | None = None, n_resamples: int = 1000, ci: float = 0.95,
+                        seed: int = 0, formatted: bool = False,
+                        decimals: int = 2) -> pd.DataFrame:
+        """The model beside external readers on the same patients (the "NRs" column of Table 2).
+
+        Parameters
+        ----------
+        readers
+            Binary labels (0/1) of the readers: index ``PatientID``, one column per reader.
+        task
+            The binary task the readers labelled.
+        fold
+            The fold the readers' patients come from (default: looked up in all folds).
+        n_resamples, ci, seed
+            Bootstrap of the model's metrics on those patients.
+        formatted
+            Return the paper's strings instead of numbers: the model as
+            ``"estimate (low-high)"``, the readers as ``"mean ± SD"``.
+        decimals
+            Decimals of the formatted table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by metric, with the columns ``model``, ``model_low``, ``model_high``,
+            ``readers_mean``, ``readers_sd`` (``ddof=1``) and one column per reader (numbers);
+            or, with ``formatted=True``, the columns ``<model name>`` and ``NRs``.
+
+        Raises
+        ------
+        ValueError
+            A reader's label is missing or not 0/1 (the message names patient and reader).
+        KeyError
+            A patient has no test prediction.
+        """
+        from ichprog.metrics import binary_metrics
+
+        t = self.preset[task]
+        if t.kind != "binary":
+            raise ValueError(f"readers can be compared on a binary task; {task!r} is {t.kind}")
+        r = _reader_labels(readers)
+        df = self._select_ids(self._fold_frame(fold), list(r.index))
+        y = df[f"{t.name}_true"].to_numpy()
+        boot = self.bootstrap(fold=fold, n_resamples=n_resamples, ci=ci, seed=seed,
+                              tasks=[task], ids=list(r.index)).set_index("metric")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_reader = {str(c): binary_metrics(y, r.loc[df[ID_COLUMN], c].to_numpy(float))
+                          for c in r.columns}
+        metrics = list(boot.index)
+        table = pd.DataFrame(index=pd.Index(metrics, name="metric"))
+        table["model"] = boot["estimate"]
+        table["model_low"] = boot["low"]
+        table["model_high"] = boot["high"]
+        reader_vals = pd.DataFrame({c: [m[k] for k in metrics] for c, m in per_reader.items()},
+                                   index=table.index)
+        table["readers_mean"] = reader_vals.mean(axis=1)
+        table["readers_sd"] = reader_vals.std(axis=1, ddof=1)
+        table = pd.concat([table, reader_vals], axis=1)
+        table.attrs.update({"n_patients": len(df), "n_readers": r.shape[1], "task": task,
+                            "n_resamples": n_resamples, "ci": ci, "seed": seed})
+        if not formatted:
+            return table
+        f = f"{{:.{decimals}f}}"
+        out = pd.DataFrame(index=table.index)
+        out[self.name] = [f"{f.format(a)} ({f.format(lo)}-{f.format(hi)})" for a, lo, hi in
+                          zip(table["model"], table["model_low"], table["model_high"])]
+        out["NRs"] = [f"{f.format(m)} ± {f.format(s)}" for m, s in
+                      zip(table["readers_mean"], table["readers_sd"])]
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``predictions.csv``, ``metrics.csv``, ``history.csv`` and ``config.json``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(self.predictions, out / "predictions.csv")
+        write_csv(self.metrics(), out / "metrics.csv")
+        write_csv(self.history, out / "history.csv")
+        cfg = dict(self.config)
+        cfg.update({"format": CV_FORMAT, "name": self.name, "preset": self.preset.to_dict(),
+                    "threshold": self.threshold})
+        cfg.setdefault("versions", package_versions())
+        write_json(cfg, out / "config.json")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CVResult:
+        """Read a result written by :meth:`save` (or by :func:`cross_validate` with
+        ``out_dir``), without any model."""
+        d = Path(directory)
+        path = d / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no config.json in {d}: not a cross-validation folder")
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        if cfg.get("format") != CV_FORMAT:
+            raise ValueError(f"{path}: format {cfg.get('format')!r}, expected {CV_FORMAT!r}")
+        preds = _read_ids_csv(d / "predictions.csv")
+        hist_path = d / "history.csv"
+        history = pd.read_csv(hist_path) if hist_path.is_file() and hist_path.stat().st_size > 1 \
+            else pd.DataFrame()
+        return cls(predictions=preds, preset=Preset.from_dict(cfg["preset"]), name=cfg["name"],
+                   history=history, config=cfg, out_dir=d, threshold=cfg.get("threshold", 0.5))
+
+
+def _reader_labels(readers: pd.DataFrame) -> pd.DataFrame:
+    """The readers' labels as 0/1 integers indexed by string patient IDs; raises naming the
+    reader and patient of a label that is missing or not 0/1, or a patient listed twice."""
+    if not isinstance(readers, pd.DataFrame) or readers.shape[1] == 0:
+        raise TypeError("readers must be a DataFrame indexed by PatientID with one column "
+                        "per reader")
+    r = readers.copy()
+    r.index = r.index.map(str)
+    if r.index.has_duplicates:
+        dup = r.index[r.index.duplicated()].tolist()
+        raise ValueError(f"readers: patient(s) {dup[:10]} appear more than once")
+    for col in r.columns:
+        vals = pd.to_numeric(r[col], errors="coerce")
+        bad = vals.isna() | ~vals.isin([0, 1])
+        if bad.any():
+            pid = r.index[bad.to_numpy()][0]
+            value = r.loc[pid, col]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise ValueError(f"readers: reader {col!r} gives {value!r} for patient "
+                             f"{pid!r}; labels must be 0 or 1")
+        r[col] = vals.astype(int)
+    return r
+
+
+def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
+                   folds: int = 10, seed: int = 0, out_dir: str | Path | None = None, *,
+                   trunk: str | None = None, recipe: Any = None, splits: Any = None,
+                   val_fraction: float = 0.1, only_folds: Iterable[int] | None = None,
+                   preprocess: Any = None, config: Any = None, cache_dir: Any = None,
+                   augment: Any = None,
+                   oversample: bool = True, model_kwargs: Mapping[str, Any] | None = None,
+                   preload: bool = False, name: str | None = None, threshold: float = 0.5,
+                   keep_checkpoints: bool = False, overwrite: bool = False,
+                   progress: bool = True) -> CVResult:
+    """The paper's cross-validation of one image model.
+
+    Parameters
+    ----------
+    cohort
+        A :class:`~ichprog.data.Cohort` with images.
+    tasks
+        A preset, its name, a task or a list of tasks (default MT (ord GCS, bin age)).
+    folds, seed, val_fraction
+        Passed to :func:`ichprog.data.make_splits` (stratified on prognosis) unless ``splits``
+        is given. ``seed`` also derives each fold's training seed.
+    out_dir
+        Output folder (layout in the module documentation); finished folds found there are
+        reused, an interrupted fold resumes. ``None``: nothing is written.
+    trunk
+        Trunk name (default the recipe's, else the preset's).
+    recipe
+        A :class:`~ichprog.recipes.Recipe` or its name (``"paper"``, the default, or
+        ``"cpu"``); see :func:`fit_multitask`.
+    splits
+        A :class:`~ichprog.data.Splits` to use instead of drawing new folds (the ablations
+        share one).
+    only_folds
+        Run only these fold indices (e.g. ``[0]`` for a quick look).
+    preprocess, config, cache_dir, augment, oversample, model_kwargs, preload
+        As in :func:`fit_multitask`; ``config.seed`` is replaced by each fold's seed.
+    name
+        Model name in the tables (default: the preset's label).
+    threshold
+        Decision threshold of the metrics and decoded classes.
+    keep_checkpoints
+        Keep each fold's training checkpoints after it finishes.
+    overwrite
+        Replace folds computed with a different configuration instead of raising.
+    progress
+        Progress bars.
+
+    Returns
+    -------
+    CVResult
+    """
+    from ichprog.data import Splits, make_splits
+
+    preset, preprocess, base_config, augment, model_kwargs = _apply_recipe(
+        recipe, tasks, trunk, preprocess, config, augment, model_kwargs, seed, progress)
+    if splits is None:
+        splits = make_splits(cohort, folds=folds, seed=seed, val_fraction=val_fraction)
+    elif not isinstance(splits, Splits):
+        raise TypeError(f"splits must be an ichprog.data.Splits, got {type(splits).__name__}")
+    name = name or preset.label
+    out = Path(out_dir) if out_dir is not None else None
+    fold_list = _selected_folds(list(splits.folds), only_folds)
+    run_config = _run_config(preset, preprocess, base_config, augment, oversample, model_kwargs,
+                             threshold)
+    config_json = {"seed": int(seed), "folds": len(splits.folds), "val_fraction": val_fraction,
+                   "run": run_config, "splits_seed": getattr(splits, "seed", None),
+                   "versions": package_versions()}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        splits.save(out / "splits.json")
+    fit_kwargs = {"preprocess": preprocess, "cache_dir": cache_dir, "augment": augment,
+                  "oversample": oversample, "model_kwargs": model_kwargs, "preload": preload,
+                  "keep_checkpoints": keep_checkpoints, "overwrite": overwrite,
+                  "progress": progress}
+    preds, hists, reused = _run_folds(cohort, preset, fold_list, seed, run_config, base_config,
+                                      _FoldStore(out, overwrite), fit_kwargs, threshold, name)
+    predictions = pd.concat(preds, ignore_index=True)
+    predictions["model"] = name
+    history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
+    result = CVResult(predictions=predictions, preset=preset, name=name, history=history,
+                      config=config_json, reused_folds=reused, out_dir=out, threshold=threshold)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _selected_folds(fold_list: list[Any], only_folds: Iterable[int] | None) -> list[Any]:
+    if only_folds is None:
+        return fold_list
+    wanted = {int(k) for k in only_folds}
+    unknown = sorted(wanted - {f.index for f in fold_list})
+    if unknown:
+        raise ValueError(f"only_folds: no fold(s) {unknown}; folds are 0..{len(fold_list) - 1}")
+    return [f for f in fold_list if f.index in wanted]
+
+
+def _run_config(preset: Preset, preprocess: Any, base_config: Any, augment: Any,
+                oversample: bool, model_kwargs: Mapping[str, Any] | None,
+                threshold: float) -> dict[str, Any]:
+    """The settings every fold's hash covers (the fold's seed and patients come on top)."""
+    return {
+        "preset": preset.to_dict(),
+        "preprocess": preprocess.to_dict(),
+        "train_config": base_config.hashed_fields(),
+        "augment": augment if isinstance(augment, bool) else dataclasses.asdict(augment),
+        "oversample": bool(oversample),
+        "model_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dict(model_kwargs or {}).items()},
+        "threshold": threshold,
+    }
+
+
+def _run_folds(cohort: Any, preset: Preset, fold_list: Sequence[Any], seed: int,
+               run_config: Mapping[str, Any], base_config: Any, store: _FoldStore,
+               fit_kwargs: Mapping[str, Any], threshold: float,
+               name: str) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[int]]:
+    """Every fold in turn, read back from ``store`` when it is finished there, else trained:
+    the prediction tables, the training histories and the indices of the reused folds."""
+    from tqdm.auto import tqdm
+
+    preds: list[pd.DataFrame] = []
+    hists: list[pd.DataFrame] = []
+    reused: list[int] = []
+    for fold in tqdm(fold_list, desc=f"cross-validation {name}", unit="fold",
+                     disable=not fit_kwargs["progress"]):
+        fold_seed = derive_seed(seed, fold.index)
+        fold_hash = stable_hash({"run": run_config, "seed": fold_seed, "train": fold.train,
+                                 "val": fold.val, "test": fold.test}, length=20)
+        found = store.finished(fold.index, fold_hash)
+        if found is not None:
+            p, h = found
+            reused.append(fold.index)
+        else:
+            store.start(fold.index, fold_hash, fold_seed)
+            cfg = dataclasses.replace(base_config, seed=fold_seed)
+            p, h, info = _run_fold(cohort, preset, fold, cfg, fold_seed, store.folder(fold.index),
+                                   fit_kwargs, threshold, name)
+            store.finish(fold, fold_hash, fold_seed, p, info)
+        preds.append(p)
+        if h is not None:
+            hists.append(h)
+    return preds, hists, reused
+
+
+def _run_fold(cohort: Any, preset: Preset, fold: Any, config: Any, fold_seed: int,
+              fdir: Path | None, fit_kwargs: Mapping[str, Any], threshold: float,
+              name: str) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    """Train one fold's model and predict its test patients: the fold's prediction table, its
+    training history (both with a ``fold`` column; ``None`` without epochs) and the model's
+    :attr:`~FittedModel.info`."""
+    from ichprog.data import CTDataset
+
+    fitted = fit_multitask(cohort, preset, config=config, train_ids=fold.train,
+                           val_ids=fold.val, seed=fold_seed, out_dir=fdir, **fit_kwargs)
+    test_ds = CTDataset(cohort, fold.test, fit_kwargs["preprocess"],
+                        cache_dir=fit_kwargs["cache_dir"], preload=fit_kwargs["preload"])
+    probs = fitted._predict_ds(test_ds)
+    truth = cohort.targets(preset, ids=fold.test)
+    p = _prediction_frame(fold.test, probs, preset.tasks, threshold, truth)
+    p.insert(0, "fold", fold.index)
+    p.insert(0, "model", name)
+    h = None
+    if len(fitted.history):
+        h = fitted.history.copy()
+        h.insert(0, "fold", fold.index)
+    return p, h, fitted.info
+
+
+class _FoldStore:
+    """The ``fold_XX`` folders of a cross-validation (``None``: nothing is stored).
+
+    A fold is marked ``running`` in its ``fold.json`` while it trains and ``done`` once its
+    ``predictions.csv`` is written. A finished fold with the same configuration hash is read back
+    instead of being trained; a fold computed with another configuration raises, or is removed
+    with ``overwrite``.
+    """
+
+    def __init__(self, out: Path | None, overwrite: bool):
+        self.out = out
+        self.overwrite = overwrite
+
+    def folder(self, index: int) -> Path | None:
+        return self.out / f"fold_{index:02d}" if self.out is not None else None
+
+    def finished(self, index: int,
+                 fold_hash: str) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+        """The predictions and training history (``None`` when none was saved) of a finished
+        fold with this hash, or ``None`` when the fold must be trained."""
+        fdir = self.folder(index)
+        if fdir is None or not (fdir / "fold.json").is_file():
+            return None
+        meta = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        if meta.get("hash") != fold_hash:
+            if not self.overwrite:
+                raise ValueError(
+                    f"{fdir / 'fold.json'} was computed with another configuration (hash "
+                    f"{meta.get('hash')} != {fold_hash}); use another out_dir or "
+                    "overwrite=True")
+            shutil.rmtree(fdir)
+            return None
+        if meta.get("status") != "done" or not (fdir / "predictions.csv").is_file():
+            return None
+        p = _read_ids_csv(fdir / "predictions.csv")
+        h = None
+        hp = fdir / "model" / "history.csv"
+        if hp.is_file() and hp.stat().st_size > 1:
+            h = pd.read_csv(hp)
+            h.insert(0, "fold", index)
+        return p, h
+
+    def start(self, index: int, fold_hash: str, fold_seed: int) -> None:
+        fdir = self.folder(index)
+        if fdir is not None:
+            write_json({"hash": fold_hash, "seed": fold_seed, "fold": index,
+                        "status": "running"}, fdir / "fold.json")
+
+    def finish(self, fold: Any, fold_hash: str, fold_seed: int, predictions: pd.DataFrame,
+               info: Mapping[str, Any]) -> None:
+        fdir = self.folder(fold.index)
+        if fdir is None:
+            return
+        write_csv(predictions, fdir / "predictions.csv")
+        write_json({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
+                    "status": "done", "best_epoch": info.get("best_epoch"),
+                    "epochs_run": info.get("epochs_run"),
+                    "stop_reason": info.get("stop_reason"),
+                    "n_train": len(fold.train), "n_val": len(fold.val),
+                    "n_test": len(fold.test)}, fdir / "fold.json")
