@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -119,6 +121,14 @@ def test_help_of_every_command_has_examples_and_exit_codes(capsys):
         assert main([c, "--help"]) == EXIT_OK
         text = capsys.readouterr().out
         assert "examples:" in text and "exit codes: 0 success, 2 usage" in text, c
+
+
+def test_import_does_not_load_numpy_or_torch():
+    # the command line starts fast: the stages import what they need when they run
+    code = ("import sys, ichprog.cli; "
+            "print(','.join(m for m in ('numpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 def test_version(capsys):
