@@ -754,6 +754,49 @@ def load_cohort(
         See :class:`Cohort` and :func:`ichprog.data.load_volume`; every message names the file,
         the patient or the column.
     """
+    df, source, image_dir = _cohort_table(table, image_dir)
+    images, folder_label, _ = _find_images(image_dir, layout, suffix)
+    masks = (_find_masks(Path(mask_dir).absolute(), images.values())
+             if mask_dir is not None else {})
+
+    required_columns = _resolve_required(required_columns)
+    dropped: dict[str, str] = {}
+    incomplete = _validate_columns(df, required_columns, source, allow_missing_values=drop_incomplete)
+    for pid in incomplete:
+        cols = [c for c in required_columns if bool(df[c].isna().loc[pid])]
+        dropped[pid] = f"no value in column(s) {cols}"
+    ignored_images = _match_images(df, images, image_dir, source, drop_incomplete, dropped)
+    orphan_masks = [p for p in masks if p not in df.index]
+    if orphan_masks:
+        raise ValueError(
+            f"{mask_dir}: lesion mask(s) of patient ID(s) not in {source}: "
+            + ", ".join(f"{p!r} ({masks[p].name})" for p in orphan_masks[:10])
+        )
+
+    keep = [p for p in df.index if p not in dropped]
+    df = df.loc[keep]
+    if not len(df):
+        raise ValueError(f"{source}: no complete patient left (dropped: {dropped})")
+    _check_folder_labels(df, images, folder_label)
+    _check_scans(df, images, masks, check_images, progress)
+    _warn_left_out(dropped, ignored_images, source)
+    cohort = Cohort(
+        df,
+        image_paths={p: images[p] for p in df.index},
+        mask_paths={p: masks[p] for p in df.index if p in masks},
+        root=image_dir,
+        required_columns=required_columns,
+    )
+    cohort.dropped = dropped
+    cohort.ignored_images = ignored_images
+    return cohort
+
+
+def _cohort_table(
+    table: str | os.PathLike[str] | pd.DataFrame, image_dir: str | os.PathLike[str] | None
+) -> tuple[pd.DataFrame, str, Path]:
+    """The clinical table indexed by patient, its name in messages, and the (absolute) image
+    folder: ``image_dir``, by default the table's folder."""
     if isinstance(table, pd.DataFrame):
         df = _index_by_patient(
             table.reset_index() if table.index.name == schema.ID_COLUMN else table, "table"
@@ -768,17 +811,14 @@ def load_cohort(
         if default_dir is None:
             raise ValueError("image_dir is required when the table is a DataFrame")
         image_dir = default_dir
-    image_dir = Path(image_dir).absolute()
-    images, folder_label, _ = _find_images(image_dir, layout, suffix)
-    masks = (_find_masks(Path(mask_dir).absolute(), images.values())
-             if mask_dir is not None else {})
+    return df, source, Path(image_dir).absolute()
 
-    required_columns = _resolve_required(required_columns)
-    dropped: dict[str, str] = {}
-    incomplete = _validate_columns(df, required_columns, source, allow_missing_values=drop_incomplete)
-    for pid in incomplete:
-        cols = [c for c in required_columns if bool(df[c].isna().loc[pid])]
-        dropped[pid] = f"no value in column(s) {cols}"
+
+def _match_images(df: pd.DataFrame, images: dict[str, Path], image_dir: Path, source: str,
+                  drop_incomplete: bool, dropped: dict[str, str]) -> dict[str, Path]:
+    """Join the table's patients to the scans: a patient without a scan or a scan without a
+    patient raises, or (``drop_incomplete``) the patient is added to ``dropped`` and the scan is
+    taken out of ``images``; returns the scans taken out."""
     no_image = [p for p in df.index if p not in images]
     orphans = [p for p in images if p not in df.index]
     if not drop_incomplete:
@@ -795,19 +835,12 @@ def load_cohort(
             )
     for pid in no_image:
         dropped.setdefault(pid, f"no image in {image_dir}")
-    ignored_images = {pid: images.pop(pid) for pid in orphans}
-    orphan_masks = [p for p in masks if p not in df.index]
-    if orphan_masks:
-        raise ValueError(
-            f"{mask_dir}: lesion mask(s) of patient ID(s) not in {source}: "
-            + ", ".join(f"{p!r} ({masks[p].name})" for p in orphan_masks[:10])
-        )
+    return {pid: images.pop(pid) for pid in orphans}
 
-    keep = [p for p in df.index if p not in dropped]
-    df = df.loc[keep]
-    if not len(df):
-        raise ValueError(f"{source}: no complete patient left (dropped: {dropped})")
 
+def _check_folder_labels(df: pd.DataFrame, images: Mapping[str, Path],
+                         folder_label: Mapping[str, int]) -> None:
+    """In the public layout, a scan's folder must agree with the patient's label."""
     label = df[schema.LABEL_COLUMN].to_numpy(dtype=float)
     for pid, lab in zip(df.index, label):
         if pid in folder_label and folder_label[pid] != int(lab):
@@ -817,21 +850,31 @@ def load_cohort(
                 f"{schema.LABEL_COLUMN!r} is {int(lab)}"
             )
 
+
+def _check_scans(df: pd.DataFrame, images: Mapping[str, Path], masks: Mapping[str, Path],
+                 check_images: str, progress: bool) -> None:
+    """Read every scan's and mask's header (``"header"``) or all its voxels (``"full"``)."""
     if check_images not in ("none", "header", "full"):
         raise ValueError(f"check_images must be 'none', 'header' or 'full', got {check_images!r}")
-    if check_images != "none":
-        from tqdm.auto import tqdm
+    if check_images == "none":
+        return
+    from tqdm.auto import tqdm
 
-        for pid in tqdm(list(df.index), desc="checking scans", unit="patient",
-                        disable=not progress):
-            for p in (images[pid], masks.get(pid)):
-                if p is None:
-                    continue
-                try:
-                    check_volume(p, read_data=check_images == "full")
-                except (ValueError, OSError) as exc:
-                    raise type(exc)(f"patient {pid!r}: {exc}") from exc
+    for pid in tqdm(list(df.index), desc="checking scans", unit="patient",
+                    disable=not progress):
+        for p in (images[pid], masks.get(pid)):
+            if p is None:
+                continue
+            try:
+                check_volume(p, read_data=check_images == "full")
+            except (ValueError, OSError) as exc:
+                raise type(exc)(f"patient {pid!r}: {exc}") from exc
 
+
+def _warn_left_out(dropped: Mapping[str, str], ignored_images: Mapping[str, Path],
+                   source: str) -> None:
+    """One :class:`IncompletePatientsWarning` for the patients left out and one for the scans
+    ignored, pointing at the caller of :func:`load_cohort`."""
     if dropped:
         warnings.warn(
             f"load_cohort: left out {len(dropped)} incomplete patient(s): "
@@ -839,7 +882,7 @@ def load_cohort(
             + (" ..." if len(dropped) > 20 else "")
             + " (full list in cohort.dropped)",
             IncompletePatientsWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if ignored_images:
         warnings.warn(
@@ -848,15 +891,5 @@ def load_cohort(
             + "; ".join(f"{k!r}: {v}" for k, v in list(ignored_images.items())[:20])
             + " (full list in cohort.ignored_images)",
             IncompletePatientsWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    cohort = Cohort(
-        df,
-        image_paths={p: images[p] for p in df.index},
-        mask_paths={p: masks[p] for p in df.index if p in masks},
-        root=image_dir,
-        required_columns=required_columns,
-    )
-    cohort.dropped = dropped
-    cohort.ignored_images = ignored_images
-    return cohort

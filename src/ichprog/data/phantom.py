@@ -787,6 +787,38 @@ def render_phantom(
     ((64, 64, 16), 'int16')
     """
     config = PhantomConfig() if config is None else config
+    site, side, atrophy, volume_ml, shift = _check_patient(patient)
+    # every draw from rng happens in the order of the sections below
+    rng = np.random.default_rng(seed)
+    pose = _head_pose(config, rng)
+    d, h, w = config.shape
+    head = _Head(pose.x, pose.y, pose.z, np.zeros((w, h, d), dtype=np.uint8))
+    cavity = _skull_and_cavity(head)
+    cerebrum = _cerebrum(head, cavity, site, side, atrophy, volume_ml, shift, config, rng)
+    _posterior_fossa(head, cavity, cerebrum.csf_th)
+    hematoma, oedema = _lesion(head, cavity, cerebrum, site, side, volume_ml, config, rng)
+    ivh = (_intraventricular_blood(head, rng) if int(patient["ivh"])
+           else np.zeros(head.tissue.shape, dtype=bool))
+    hu = _hounsfield_units(head, hematoma, config, rng)
+    mask = np.zeros(head.tissue.shape, dtype=np.uint8)
+    mask[hematoma] = 1
+    mask[ivh] = 2
+    center_world = _head_to_world(cerebrum.lesion_center, pose.scale, pose.yaw, pose.shift)
+    truth = {
+        "volume_ml": float(hematoma.sum() * config.voxel_ml),
+        "ivh_volume_ml": float(ivh.sum() * config.voxel_ml),
+        "oedema_volume_ml": float(oedema.sum() * config.voxel_ml),
+        "center_x_mm": center_world[0],
+        "center_y_mm": center_world[1],
+        "center_z_mm": center_world[2],
+    }
+    return PhantomScan(hu=np.rint(hu).astype(np.int16), mask=mask, tissue=head.tissue,
+                       affine=pose.affine, truth=truth)
+
+
+def _check_patient(patient: Mapping[str, Any]) -> tuple[str, float, float, float, float]:
+    """The site, side (+1 right, -1 left), atrophy, hematoma volume and midline shift of a row
+    of the truth table; raises naming a missing or invalid field."""
     for key in ("site", "side", "ivh", "volume_ml", "midline_shift_mm", "atrophy"):
         if key not in patient:
             raise ValueError(f"render_phantom: the patient has no {key!r}; pass a row of "
@@ -807,10 +839,26 @@ def render_phantom(
     if not (np.isfinite(shift) and shift >= 0):
         raise ValueError(f"render_phantom: midline_shift_mm must be >= 0, got {shift}")
     side = 1.0 if str(patient["side"]) == "right" else -1.0
-    supra = site != "infratentorial"
-    n_lesion = int(round(volume_ml / config.voxel_ml))
+    return site, side, atrophy, volume_ml, shift
 
-    rng = np.random.default_rng(seed)
+
+@dataclass
+class _Pose:
+    """The voxel grid in head coordinates (mm; the brain's centre near the origin) and the head
+    pose that maps them to world coordinates: ``x`` and ``y`` are ``(W, H, 1)``, ``z`` is
+    ``(1, 1, D)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    affine: np.ndarray
+    scale: float
+    yaw: float
+    shift: tuple[float, float, float]
+
+
+def _head_pose(config: PhantomConfig, rng: np.random.Generator) -> _Pose:
+    """Draw the head's size, yaw and position, and the head coordinates of the voxel centres."""
     d, h, w = config.shape
     affine = phantom_affine(config)
     # world coordinates (RAS mm) of the voxel centres: x (W, 1, 1), y (1, H, 1), z (1, 1, D)
@@ -825,10 +873,28 @@ def render_phantom(
     x = ((cy * (xw - tx) + sy * (yw - ty)) / scale).astype(np.float32)  # (W, H, 1)
     y = ((-sy * (xw - tx) + cy * (yw - ty)) / scale).astype(np.float32)  # (W, H, 1)
     z = ((zw - tz) / scale + 6.0).astype(np.float32)  # (1, 1, D)
+    return _Pose(x=x, y=y, z=z, affine=affine, scale=scale, yaw=yaw, shift=(tx, ty, tz))
 
-    tissue = np.zeros((w, h, d), dtype=np.uint8)
-    head = _Head(x, y, z, tissue)
-    # --- scalp, skull and the intracranial cavity ----------------------------------------------
+
+@dataclass
+class _Cavity:
+    """Signed depths (mm, positive inside) of the intracranial compartments, the skull base
+    heights, and the cavity itself."""
+
+    d_convex: np.ndarray    # cerebral convexity (occipital lobes on the tentorium)
+    floor: np.ndarray       # the skull base under the cerebrum (tentorium at the back)
+    tent: np.ndarray        # the tentorium
+    d_cerebrum: np.ndarray  # supratentorial compartment
+    d_pf_outer: np.ndarray  # posterior fossa, up to its ellipsoid
+    d_pf: np.ndarray        # posterior fossa, below the tentorium
+    d_bs: np.ndarray        # brainstem up to the midbrain
+    cavity: np.ndarray      # inside the skull
+
+
+def _skull_and_cavity(head: _Head) -> _Cavity:
+    """Paint the scalp, the skull (with the skull base, sinuses, orbits and mastoids) and fill
+    the intracranial cavity with CSF."""
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
     ce_c, ce_a = (0.0, 2.0, 8.0), (66.0, 82.0, 68.0)  # cerebrum
     taper = np.where(z > ce_c[2], 1.0, 0.3).astype(np.float32)
     head_r = np.sqrt((x / (ce_a[0] + 13.0)) ** 2 + ((y - ce_c[1]) / (ce_a[1] + 13.0)) ** 2
@@ -865,8 +931,31 @@ def render_phantom(
         head.paint(kind, c, a, where=outside)
     cavity = d_cav > 0
     tissue[cavity] = Tissue.CSF
+    return _Cavity(d_convex=d_convex, floor=floor, tent=tent, d_cerebrum=d_cerebrum,
+                   d_pf_outer=d_pf_outer, d_pf=d_pf, d_bs=d_bs, cavity=cavity)
 
-    # --- cerebrum: the mass effect warps x (a structure at xm is drawn at x) ----------------------
+
+@dataclass
+class _Cerebrum:
+    """What the cerebrum's rendering decides for the rest: the hematoma's centre (head
+    coordinates), the warped x of the mass effect, the half-width of the interhemispheric
+    fissure, the thickness of the subarachnoid space and the margin of the warp."""
+
+    lesion_center: tuple[float, float, float]
+    xm: Any
+    hw: float
+    csf_th: float
+    slack: float
+
+
+def _cerebrum(head: _Head, cav: _Cavity, site: str, side: float, atrophy: float,
+              volume_ml: float, shift: float, config: PhantomConfig,
+              rng: np.random.Generator) -> _Cerebrum:
+    """Paint white and grey matter, sulci, deep grey nuclei and ventricles; the mass effect of
+    a supratentorial hematoma warps x (a structure at xm is drawn at x) and compresses the
+    ventricle of its side."""
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
+    supra = site != "infratentorial"
     hc = _lesion_center(site, side, rng)
     warp: Any = np.float32(0.0)
     if supra and shift > 0:
@@ -879,7 +968,7 @@ def render_phantom(
     above = z > callosum_top
     fissure = (np.abs(xm) < hw) & above
     # CSF over the convexity; the brain rests on the skull base and the tentorium
-    d_in = np.minimum(d_convex - csf_th, z - floor - 0.7)
+    d_in = np.minimum(cav.d_convex - csf_th, z - cav.floor - 0.7)
     depth = np.minimum(d_in, np.where(above, np.abs(xm) - hw, np.float32(99.0)))
     cerebrum = (d_in > 0) & ~fissure
     # sulci: the zero set of a smooth random field, as a distance in mm from that surface
@@ -912,12 +1001,27 @@ def render_phantom(
                        slack=slack)
     head.paint(Tissue.VENTRICLE, (0.0, 2.0, -2.0), (1.5 + 1.5 * atrophy, 12.0, 8.0),
                where=in_brain, xm=xm, slack=slack)  # third ventricle
-    # --- posterior fossa ----------------------------------------------------------------------
-    tissue[(d_pf_outer > csf_th) & (tent - z > 0.7)] = Tissue.CEREBELLUM
-    tissue[(d_bs > 0) & cavity] = Tissue.BRAINSTEM
-    head.paint(Tissue.VENTRICLE, (0.0, -29.0, -38.0), (6.0, 4.0, 7.0), where=cavity)  # fourth
+    return _Cerebrum(lesion_center=hc, xm=xm, hw=hw, csf_th=csf_th, slack=slack)
 
-    # --- lesion: the n_lesion allowed voxels of lowest lesion field ---------------------------
+
+def _posterior_fossa(head: _Head, cav: _Cavity, csf_th: float) -> None:
+    """Paint the cerebellum, the brainstem and the fourth ventricle."""
+    tissue, z = head.tissue, head.z
+    tissue[(cav.d_pf_outer > csf_th) & (cav.tent - z > 0.7)] = Tissue.CEREBELLUM
+    tissue[(cav.d_bs > 0) & cav.cavity] = Tissue.BRAINSTEM
+    head.paint(Tissue.VENTRICLE, (0.0, -29.0, -38.0), (6.0, 4.0, 7.0), where=cav.cavity)  # fourth
+
+
+def _lesion(head: _Head, cav: _Cavity, cer: _Cerebrum, site: str, side: float,
+            volume_ml: float, config: PhantomConfig,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the hematoma, the ``volume_ml / voxel_ml`` voxels of its compartment with the
+    lowest value of a lumpy ellipsoidal field around its centre, and its ring of oedema;
+    returns both masks."""
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
+    hc, xm, hw, slack = cer.lesion_center, cer.xm, cer.hw, cer.slack
+    supra = site != "infratentorial"
+    n_lesion = int(round(volume_ml / config.voxel_ml))
     rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     axes = np.array([1.0, rng.uniform(0.6, 1.0), rng.uniform(0.55, 0.9)])
     size = (volume_ml * 1000.0 * 3.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
@@ -932,10 +1036,10 @@ def render_phantom(
         sub = tissue[attempt]
         if supra:
             allowed = (np.isin(sub, (Tissue.GREY_MATTER, Tissue.WHITE_MATTER, Tissue.CSF))
-                       & (_cut(d_cerebrum, attempt) > 0) & (side * _cut(xm, attempt) > hw))
+                       & (_cut(cav.d_cerebrum, attempt) > 0) & (side * _cut(xm, attempt) > hw))
         else:
             allowed = np.isin(sub, (Tissue.CEREBELLUM, Tissue.BRAINSTEM)) | (
-                (sub == Tissue.CSF) & (_cut(d_pf, attempt) > 0))
+                (sub == Tissue.CSF) & (_cut(cav.d_pf, attempt) > 0))
         if int(allowed.sum()) >= n_lesion or attempt is full:
             box = attempt
             break
@@ -962,20 +1066,31 @@ def render_phantom(
     oedema &= ~hematoma
     tissue[oedema] = Tissue.OEDEMA
     tissue[hematoma] = Tissue.HEMATOMA
-    ivh = np.zeros(tissue.shape, dtype=bool)
-    if int(patient["ivh"]):
-        ventricles = tissue == Tissue.VENTRICLE
-        n_vent = int(ventricles.sum())
-        if n_vent:  # blood settles in the dependent (posterior) horns of a supine patient
-            level = np.broadcast_to(y + 6.0 * _waves(rng, x, y, z, (20.0, 40.0), k=3),
-                                    tissue.shape)[ventricles]
-            k = max(1, int(round(rng.uniform(0.2, 0.6) * n_vent)))
-            flat = np.zeros(n_vent, dtype=bool)
-            flat[np.argpartition(level, k - 1)[:k]] = True
-            ivh[ventricles] = flat
-            tissue[ivh] = Tissue.IVH
+    return hematoma, oedema
 
-    # --- Hounsfield units ---------------------------------------------------------------------
+
+def _intraventricular_blood(head: _Head, rng: np.random.Generator) -> np.ndarray:
+    """Paint blood layered in the dependent (posterior) ventricles; returns its mask."""
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
+    ivh = np.zeros(tissue.shape, dtype=bool)
+    ventricles = tissue == Tissue.VENTRICLE
+    n_vent = int(ventricles.sum())
+    if n_vent:  # blood settles in the dependent (posterior) horns of a supine patient
+        level = np.broadcast_to(y + 6.0 * _waves(rng, x, y, z, (20.0, 40.0), k=3),
+                                tissue.shape)[ventricles]
+        k = max(1, int(round(rng.uniform(0.2, 0.6) * n_vent)))
+        flat = np.zeros(n_vent, dtype=bool)
+        flat[np.argpartition(level, k - 1)[:k]] = True
+        ivh[ventricles] = flat
+        tissue[ivh] = Tissue.IVH
+    return ivh
+
+
+def _hounsfield_units(head: _Head, hematoma: np.ndarray, config: PhantomConfig,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Hounsfield units (float32): a drawn mean per tissue, a smooth texture (a finer one in
+    the clot) and acquisition noise."""
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
     texture = np.broadcast_to(_waves(rng, x, y, z, (12.0, 40.0)), tissue.shape)
     clot = np.broadcast_to(_waves(rng, x, y, z, (4.0, 9.0), k=5), tissue.shape)
     base = np.zeros(len(Tissue), dtype=np.float32)
@@ -988,20 +1103,7 @@ def render_phantom(
     hu = base[tissue] + amplitude[tissue] * np.where(hematoma, clot, texture)
     if config.noise_hu > 0:
         hu += rng.normal(0.0, config.noise_hu, hu.shape).astype(np.float32)
-    mask = np.zeros(tissue.shape, dtype=np.uint8)
-    mask[hematoma] = 1
-    mask[ivh] = 2
-    center_world = _head_to_world(hc, scale, yaw, (tx, ty, tz))
-    truth = {
-        "volume_ml": float(hematoma.sum() * config.voxel_ml),
-        "ivh_volume_ml": float(ivh.sum() * config.voxel_ml),
-        "oedema_volume_ml": float(oedema.sum() * config.voxel_ml),
-        "center_x_mm": center_world[0],
-        "center_y_mm": center_world[1],
-        "center_z_mm": center_world[2],
-    }
-    return PhantomScan(hu=np.rint(hu).astype(np.int16), mask=mask, tissue=tissue,
-                       affine=affine, truth=truth)
+    return hu
 
 
 def _lesion_center(site: str, side: float, rng: np.random.Generator) -> tuple[float, float, float]:
