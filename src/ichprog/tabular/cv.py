@@ -278,69 +278,17 @@ def cross_validate_tabular(
     y_all = checked[LABEL_COLUMN].astype(int)
     X_all = checked[list(cols)]
     name = label or f"{MODEL_LABELS[key]} ({feature_label(cols)})"
-
-    if splits is None:
-        from ichprog.data import make_splits
-
-        source = split_source if split_source is not None else y_all
-        splits = make_splits(source, folds=folds, seed=seed, val_fraction=val_fraction)
-    fold_list = list(getattr(splits, "folds", splits))
-    known = set(X_all.index)
-    for fold in fold_list:
-        absent = [i for part in (fold.train, fold.val, fold.test) for i in part
-                  if str(i) not in known]
-        if absent:
-            raise ValueError(f"fold {fold.index}: patient IDs not in the table: {absent[:10]}")
-
-    from ichprog.data import oversample
+    splits, fold_list = _tabular_folds(splits, split_source, y_all, set(X_all.index), folds,
+                                       seed, val_fraction)
 
     rows: list[pd.DataFrame] = []
     fitted: list[Any] = []
     train_sets: list[list[str]] = []
     info: list[dict[str, Any]] = []
     for fold in tqdm(fold_list, desc=f"{name} folds", disable=not progress, leave=False):
-        k = int(fold.index)
-        s = fold_seed(seed, k)
-        train = [str(i) for i in fold.train]
-        val = [str(i) for i in fold.val]
-        test = [str(i) for i in fold.test]
-        if key != "dnn":
-            train = train + val
-        counts = y_all.loc[train].value_counts().to_dict()
-        if len(counts) < 2:
-            raise ValueError(
-                f"fold {k}: the training part holds one class only ({counts}); a classifier "
-                "cannot be fit. Use fewer folds or check the labels."
-            )
-        balanced = oversample(train, y_all.loc[train].to_numpy(), seed=s) if balance else train
-        pipe = make_model(key, cols, seed=s, params=params)
-        row: dict[str, Any] = {"fold": k, "seed": s, "n_train": len(train),
-                               "n_train_balanced": len(balanced), "n_val": len(val),
-                               "n_test": len(test)}
-        Xtr, ytr = X_all.loc[balanced], y_all.loc[balanced].to_numpy()
-        if key == "dnn":
-            if not val:
-                raise ValueError(
-                    f"fold {k}: the dense network needs a validation part for early stopping; "
-                    "use val_fraction > 0 or splits with validation IDs"
-                )
-            prep = pipe["prep"].fit(Xtr)
-            pipe["model"].fit(prep.transform(Xtr), ytr, X_val=prep.transform(X_all.loc[val]),
-                              y_val=y_all.loc[val].to_numpy())
-            net = pipe["model"]
-            row.update(best_epoch=net.best_epoch_, n_epochs=net.n_epochs_,
-                       best_val_balanced_accuracy=net.best_score_)
-        else:
-            pipe.fit(Xtr, ytr)
-        prob = pipe.predict_proba(X_all.loc[test])[:, list(pipe.classes_).index(1)]
-        rows.append(pd.DataFrame({
-            "model": name,
-            "fold": k,
-            ID_COLUMN: test,
-            "y_true": y_all.loc[test].to_numpy(),
-            "y_prob": prob,
-            "y_pred": (prob >= threshold).astype(int),
-        }))
+        pred, pipe, balanced, row = _fit_fold(key, cols, fold, seed, X_all, y_all, balance,
+                                              params, threshold, name)
+        rows.append(pred)
         fitted.append(pipe)
         train_sets.append(list(balanced))
         info.append(row)
@@ -348,6 +296,76 @@ def cross_validate_tabular(
     return TabularCVResult(model=key, features=cols, label=name, predictions=predictions,
                            fitted=fitted, train_ids=train_sets, info=pd.DataFrame(info),
                            splits=splits, threshold=threshold, seed=int(seed))
+
+
+def _tabular_folds(splits: Any, split_source: Any, y_all: pd.Series, known: set[str], folds: int,
+                   seed: int, val_fraction: float) -> tuple[Any, list[Any]]:
+    """The splits (drawn like the image models' unless given) and their folds, checked against
+    the table's patient IDs."""
+    if splits is None:
+        from ichprog.data import make_splits
+
+        source = split_source if split_source is not None else y_all
+        splits = make_splits(source, folds=folds, seed=seed, val_fraction=val_fraction)
+    fold_list = list(getattr(splits, "folds", splits))
+    for fold in fold_list:
+        absent = [i for part in (fold.train, fold.val, fold.test) for i in part
+                  if str(i) not in known]
+        if absent:
+            raise ValueError(f"fold {fold.index}: patient IDs not in the table: {absent[:10]}")
+    return splits, fold_list
+
+
+def _fit_fold(key: str, cols: Sequence[str], fold: Any, seed: int, X_all: pd.DataFrame,
+              y_all: pd.Series, balance: bool, params: Mapping[str, Any] | None,
+              threshold: float, name: str) -> tuple[pd.DataFrame, Any, list[str], dict[str, Any]]:
+    """Fit one fold's model on its (oversampled) training part and predict its test part: the
+    fold's predictions, the fitted pipeline, the training IDs and the fold's row of ``info``."""
+    from ichprog.data import oversample
+
+    k = int(fold.index)
+    s = fold_seed(seed, k)
+    train = [str(i) for i in fold.train]
+    val = [str(i) for i in fold.val]
+    test = [str(i) for i in fold.test]
+    if key != "dnn":
+        train = train + val
+    counts = y_all.loc[train].value_counts().to_dict()
+    if len(counts) < 2:
+        raise ValueError(
+            f"fold {k}: the training part holds one class only ({counts}); a classifier "
+            "cannot be fit. Use fewer folds or check the labels."
+        )
+    balanced = oversample(train, y_all.loc[train].to_numpy(), seed=s) if balance else train
+    pipe = make_model(key, cols, seed=s, params=params)
+    row: dict[str, Any] = {"fold": k, "seed": s, "n_train": len(train),
+                           "n_train_balanced": len(balanced), "n_val": len(val),
+                           "n_test": len(test)}
+    Xtr, ytr = X_all.loc[balanced], y_all.loc[balanced].to_numpy()
+    if key == "dnn":
+        if not val:
+            raise ValueError(
+                f"fold {k}: the dense network needs a validation part for early stopping; "
+                "use val_fraction > 0 or splits with validation IDs"
+            )
+        prep = pipe["prep"].fit(Xtr)
+        pipe["model"].fit(prep.transform(Xtr), ytr, X_val=prep.transform(X_all.loc[val]),
+                          y_val=y_all.loc[val].to_numpy())
+        net = pipe["model"]
+        row.update(best_epoch=net.best_epoch_, n_epochs=net.n_epochs_,
+                   best_val_balanced_accuracy=net.best_score_)
+    else:
+        pipe.fit(Xtr, ytr)
+    prob = pipe.predict_proba(X_all.loc[test])[:, list(pipe.classes_).index(1)]
+    pred = pd.DataFrame({
+        "model": name,
+        "fold": k,
+        ID_COLUMN: test,
+        "y_true": y_all.loc[test].to_numpy(),
+        "y_prob": prob,
+        "y_pred": (prob >= threshold).astype(int),
+    })
+    return pred, pipe, balanced, row
 
 
 @dataclass

@@ -454,6 +454,23 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         y01 = self._encode_y(y, "y")
         seed = 0 if self.random_state is None else int(self.random_state)
+        X, y01, Xv, yv = self._validation_data(X, y01, X_val, y_val, counts, seed)
+        if X.shape[0] < 2:
+            raise ValueError("PerezDNNClassifier needs at least two training samples")
+
+        with self._threads(), torch.random.fork_rng(devices=[]):
+            net, history, best_epoch = self._train(X, y01, Xv, yv, seed)
+        self.network_ = net
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.best_score_ = history[best_epoch]["val_balanced_accuracy"] if history else np.nan
+        self.n_epochs_ = len(history)
+        return self
+
+    def _validation_data(self, X: np.ndarray, y01: np.ndarray, X_val: Any, y_val: Any,
+                         counts: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+        """``(X, y01, X_val, y_val)``: the validation data given, or a stratified
+        ``val_fraction`` of ``X`` held out; the validation labels must hold both classes."""
         if (X_val is None) != (y_val is None):
             raise ValueError("give both X_val and y_val, or neither")
         if X_val is None:
@@ -482,73 +499,76 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
                 f"the validation data hold one class only ({len(yv)} samples); the balanced "
                 "accuracy used for early stopping needs both"
             )
-        if X.shape[0] < 2:
-            raise ValueError("PerezDNNClassifier needs at least two training samples")
+        return X, y01, Xv, yv
 
-        with self._threads(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            net = self._build(X.shape[1])
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-            xt = torch.as_tensor(X, dtype=torch.float32)
-            yt = torch.as_tensor(y01, dtype=torch.float32)
-            xv = torch.as_tensor(Xv, dtype=torch.float32)
-            yvt = torch.as_tensor(yv, dtype=torch.float32)
-            n = xt.shape[0]
-            bs = max(2, int(self.batch_size))
-            starts = list(range(0, n, bs))
-            if n - starts[-1] == 1 and len(starts) > 1:
-                starts.pop()  # merge a single trailing sample into the previous batch
-            bounds = [(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
+    def _batch_bounds(self, n: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every mini-batch of ``n`` samples (no batch of one sample)."""
+        bs = max(2, int(self.batch_size))
+        starts = list(range(0, n, bs))
+        if n - starts[-1] == 1 and len(starts) > 1:
+            starts.pop()  # merge a single trailing sample into the previous batch
+        return [(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
 
-            best_score, best_loss = -np.inf, np.inf
-            best_state: dict[str, Any] | None = None
-            best_epoch = -1
-            stale = 0
-            history: list[dict[str, float]] = []
-            epochs = tqdm(range(int(self.max_epochs)), desc="DNN epochs", disable=not self.progress,
-                          leave=False)
-            for epoch in epochs:
-                net.train()
-                order = torch.randperm(n, generator=gen)
-                total = 0.0
-                for a, b in bounds:
-                    idx = order[a:b]
-                    opt.zero_grad()
-                    loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.item()) * (b - a)
-                net.eval()
-                with torch.no_grad():
-                    logits = net(xv).squeeze(1)
-                    vloss = float(loss_fn(logits, yvt).item())
-                    pv = torch.sigmoid(logits).numpy()
-                score = float(balanced_accuracy_score(yv, (pv >= self.threshold).astype(float)))
-                history.append({"epoch": epoch, "train_loss": total / n, "val_loss": vloss,
-                                "val_balanced_accuracy": score})
-                better = score > best_score or (score == best_score and vloss < best_loss)
-                if better:
-                    best_score, best_loss, best_epoch, stale = score, vloss, epoch, 0
-                    best_state = copy.deepcopy(net.state_dict())
-                else:
-                    stale += 1
-                if stale >= int(self.patience):
-                    break
-            if self.restore_best_weights and best_state is not None:
-                net.load_state_dict(best_state)
+    def _train(self, X: np.ndarray, y01: np.ndarray, Xv: np.ndarray, yv: np.ndarray,
+               seed: int) -> tuple[Any, list[dict[str, float]], int]:
+        """Train from a seeded initialisation with early stopping on the validation balanced
+        accuracy (ties: lower validation loss); returns the network (double precision,
+        evaluation mode), the history and the kept epoch."""
+        import torch
+
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = self._build(X.shape[1])
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        xt = torch.as_tensor(X, dtype=torch.float32)
+        yt = torch.as_tensor(y01, dtype=torch.float32)
+        xv = torch.as_tensor(Xv, dtype=torch.float32)
+        yvt = torch.as_tensor(yv, dtype=torch.float32)
+        n = xt.shape[0]
+        bounds = self._batch_bounds(n)
+
+        best_score, best_loss = -np.inf, np.inf
+        best_state: dict[str, Any] | None = None
+        best_epoch = -1
+        stale = 0
+        history: list[dict[str, float]] = []
+        epochs = tqdm(range(int(self.max_epochs)), desc="DNN epochs", disable=not self.progress,
+                      leave=False)
+        for epoch in epochs:
+            net.train()
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for a, b in bounds:
+                idx = order[a:b]
+                opt.zero_grad()
+                loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.item()) * (b - a)
+            net.eval()
+            with torch.no_grad():
+                logits = net(xv).squeeze(1)
+                vloss = float(loss_fn(logits, yvt).item())
+                pv = torch.sigmoid(logits).numpy()
+            score = float(balanced_accuracy_score(yv, (pv >= self.threshold).astype(float)))
+            history.append({"epoch": epoch, "train_loss": total / n, "val_loss": vloss,
+                            "val_balanced_accuracy": score})
+            better = score > best_score or (score == best_score and vloss < best_loss)
+            if better:
+                best_score, best_loss, best_epoch, stale = score, vloss, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
             else:
-                best_epoch = len(history) - 1
-            # predict in double precision (exact copy of the float32 weights), so that a
-            # patient's output does not depend on which other patients share the batch
-            net = net.double().eval()
-        self.network_ = net
-        self.history_ = history
-        self.best_epoch_ = best_epoch
-        self.best_score_ = history[best_epoch]["val_balanced_accuracy"] if history else np.nan
-        self.n_epochs_ = len(history)
-        return self
+                stale += 1
+            if stale >= int(self.patience):
+                break
+        if self.restore_best_weights and best_state is not None:
+            net.load_state_dict(best_state)
+        else:
+            best_epoch = len(history) - 1
+        # predict in double precision (exact copy of the float32 weights), so that a
+        # patient's output does not depend on which other patients share the batch
+        return net.double().eval(), history, best_epoch
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The network's logit for the positive class, shape ``(n_samples,)``."""
