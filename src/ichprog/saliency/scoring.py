@@ -20,6 +20,7 @@ per model with seeded percentile bootstrap intervals over patients, and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -177,7 +178,6 @@ def lesion_scores(maps: Any, masks: Any, brain_masks: Any = None, shell_width: f
     >>> float(row.mass_lesion), float(row.pointing_lesion), float(row.lesion_share)
     (0.75, 1.0, 0.015625)
     """
-    from scipy import ndimage
     from tqdm.auto import tqdm
 
     for name, value in (("shell_width", shell_width), ("tolerance", tolerance)):
@@ -197,62 +197,97 @@ def lesion_scores(maps: Any, masks: Any, brain_masks: Any = None, shell_width: f
         holders = [m for m, by_pid in nested.items() if pid in by_pid]
         first = np.asarray(nested[holders[0]][pid])
         shape = first.shape[1:] if first.ndim == 4 and first.shape[0] == 1 else first.shape
-        lesion = _as_mask(lesion_by[pid], shape, "lesion mask", pid)
-        has_brain = brain_by[pid] is not None
-        brain = (_as_mask(brain_by[pid], shape, "brain mask", pid) if has_brain
-                 else np.ones(shape, dtype=bool))
-        sp = _spacing(spacing_by.get(pid), pid)
-        n_brain = int(brain.sum())
-        if n_brain == 0:
-            raise ValueError(f"patient {pid!r}: the brain mask is empty")
-        n_lesion = int((lesion & brain).sum())
-        if lesion.any():
-            dist = ndimage.distance_transform_edt(~lesion, sampling=sp)
-            near = dist <= tolerance
-            shell = (dist > 0) & (dist <= shell_width) & brain
-        else:
-            near = shell = np.zeros(shape, dtype=bool)
-        n_shell = int(shell.sum())
-        lesion_share = n_lesion / n_brain
-        shell_share = n_shell / n_brain
-        pointing_chance = int((near & brain).sum()) / n_brain
+        regions = _regions(pid, shape, lesion_by[pid], brain_by[pid], spacing_by.get(pid),
+                           shell_width, tolerance)
         for model in holders:
-            m = np.asarray(nested[model][pid], dtype=np.float64)
-            m = m.reshape(shape) if m.size == int(np.prod(shape)) else m
-            where = f"model {model!r}, patient {pid!r}"
-            if m.shape != shape:
-                raise ValueError(f"{where}: map has shape {m.shape}, expected {shape}")
-            if not np.isfinite(m).all():
-                raise ValueError(f"{where}: the map has non-finite values")
-            if (m < 0).any():
-                raise ValueError(f"{where}: the map has negative values (min {m.min():.3g}); "
-                                 "score normalised maps (normalize_map) rather than raw ones")
-            total = float(m.sum())
-            row: dict[str, Any] = {
-                "model": model, "patient": pid, "lesion_voxels": n_lesion,
-                "brain_voxels": n_brain, "shell_voxels": n_shell,
-                "lesion_share": lesion_share if n_lesion else np.nan,
-                "pointing_chance": pointing_chance if n_lesion else np.nan,
-                "shell_share": shell_share if n_lesion else np.nan,
-            }
-            valid = total > 0 and bool(lesion.any())
-            if valid:
-                peak = m == m.max()
-                n_peak = int(peak.sum())
-                row["mass_lesion"] = float(m[lesion].sum()) / total
-                row["pointing_lesion"] = int((peak & near).sum()) / n_peak
-                row["mass_shell"] = float(m[shell].sum()) / total if n_shell else np.nan
-                row["pointing_shell"] = int((peak & shell).sum()) / n_peak \
-                    if n_shell else np.nan
-                row["enrichment"] = row["mass_lesion"] / lesion_share if n_lesion else np.nan
-            else:
-                for col in ("mass_lesion", "pointing_lesion", "mass_shell", "pointing_shell",
-                            "enrichment"):
-                    row[col] = np.nan
-            row["mass_outside_brain"] = (float(m[~brain].sum()) / total
-                                         if has_brain and total > 0 else np.nan)
-            rows.append(row)
+            rows.append(_map_scores(model, pid, nested[model][pid], shape, regions))
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+@dataclass
+class _Regions:
+    """A patient's lesion, brain, tolerance zone (``near``) and surroundings shell, their sizes
+    inside the brain, and the chance levels they give."""
+
+    lesion: np.ndarray
+    brain: np.ndarray
+    has_brain: bool
+    near: np.ndarray
+    shell: np.ndarray
+    n_lesion: int
+    n_brain: int
+    n_shell: int
+    lesion_share: float
+    shell_share: float
+    pointing_chance: float
+
+
+def _regions(pid: str, shape: tuple[int, ...], lesion_mask: Any, brain_mask: Any, spacing: Any,
+             shell_width: float, tolerance: float) -> _Regions:
+    """Check a patient's masks against the map's shape and derive the regions the scores use."""
+    from scipy import ndimage
+
+    lesion = _as_mask(lesion_mask, shape, "lesion mask", pid)
+    has_brain = brain_mask is not None
+    brain = (_as_mask(brain_mask, shape, "brain mask", pid) if has_brain
+             else np.ones(shape, dtype=bool))
+    sp = _spacing(spacing, pid)
+    n_brain = int(brain.sum())
+    if n_brain == 0:
+        raise ValueError(f"patient {pid!r}: the brain mask is empty")
+    n_lesion = int((lesion & brain).sum())
+    if lesion.any():
+        dist = ndimage.distance_transform_edt(~lesion, sampling=sp)
+        near = dist <= tolerance
+        shell = (dist > 0) & (dist <= shell_width) & brain
+    else:
+        near = shell = np.zeros(shape, dtype=bool)
+    n_shell = int(shell.sum())
+    return _Regions(lesion=lesion, brain=brain, has_brain=has_brain, near=near, shell=shell,
+                    n_lesion=n_lesion, n_brain=n_brain, n_shell=n_shell,
+                    lesion_share=n_lesion / n_brain, shell_share=n_shell / n_brain,
+                    pointing_chance=int((near & brain).sum()) / n_brain)
+
+
+def _map_scores(model: str, pid: str, value: Any, shape: tuple[int, ...],
+                r: _Regions) -> dict[str, Any]:
+    """One row of :func:`lesion_scores`: a map's scores against a patient's regions."""
+    m = np.asarray(value, dtype=np.float64)
+    m = m.reshape(shape) if m.size == int(np.prod(shape)) else m
+    where = f"model {model!r}, patient {pid!r}"
+    if m.shape != shape:
+        raise ValueError(f"{where}: map has shape {m.shape}, expected {shape}")
+    if not np.isfinite(m).all():
+        raise ValueError(f"{where}: the map has non-finite values")
+    if (m < 0).any():
+        raise ValueError(f"{where}: the map has negative values (min {m.min():.3g}); "
+                         "score normalised maps (normalize_map) rather than raw ones")
+    total = float(m.sum())
+    n_lesion, n_shell = r.n_lesion, r.n_shell
+    row: dict[str, Any] = {
+        "model": model, "patient": pid, "lesion_voxels": n_lesion,
+        "brain_voxels": r.n_brain, "shell_voxels": n_shell,
+        "lesion_share": r.lesion_share if n_lesion else np.nan,
+        "pointing_chance": r.pointing_chance if n_lesion else np.nan,
+        "shell_share": r.shell_share if n_lesion else np.nan,
+    }
+    valid = total > 0 and bool(r.lesion.any())
+    if valid:
+        peak = m == m.max()
+        n_peak = int(peak.sum())
+        row["mass_lesion"] = float(m[r.lesion].sum()) / total
+        row["pointing_lesion"] = int((peak & r.near).sum()) / n_peak
+        row["mass_shell"] = float(m[r.shell].sum()) / total if n_shell else np.nan
+        row["pointing_shell"] = int((peak & r.shell).sum()) / n_peak \
+            if n_shell else np.nan
+        row["enrichment"] = row["mass_lesion"] / r.lesion_share if n_lesion else np.nan
+    else:
+        for col in ("mass_lesion", "pointing_lesion", "mass_shell", "pointing_shell",
+                    "enrichment"):
+            row[col] = np.nan
+    row["mass_outside_brain"] = (float(m[~r.brain].sum()) / total
+                                 if r.has_brain and total > 0 else np.nan)
+    return row
 
 
 def bootstrap_mean(values: Any, n_resamples: int = 1000, ci: float = 0.95,
