@@ -19,8 +19,8 @@ import pytest
 PINNED: dict[str, set[str]] = {
     "ichprog": {
         "CVResult", "FittedModel", "__version__", "ablation", "cross_validate", "data",
-        "encoding", "experiment", "fit_multitask", "metrics", "models", "report", "saliency",
-        "tabular", "tasks", "training"
+        "encoding", "experiment", "fit_multitask", "metrics", "models", "recipes", "report",
+        "saliency", "tabular", "tasks", "training"
     },
     "ichprog.encoding": {
         "AgeBinaryEncoder", "CumulativeEncoder", "DECODE_RULES", "GCSBinaryEncoder",
@@ -51,7 +51,7 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.models": {
         "Bf16SafeConv3d", "MultiTaskNet", "PerezCNN", "TRUNKS", "TaskHead", "TrunkSpec",
-        "build_trunk", "make_bf16_safe", "multitask_loss"
+        "balanced_pos_weight", "build_trunk", "make_bf16_safe", "multitask_loss"
     },
     "ichprog.training": {
         "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
@@ -76,9 +76,11 @@ PINNED: dict[str, set[str]] = {
         "save_map", "save_maps", "select_slices", "summarize_lesion_scores"
     },
     "ichprog.experiment": {
-        "AblationResult", "CVResult", "FittedModel", "ablation", "cross_validate",
-        "fit_multitask", "prediction_columns"
+        "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "ablation",
+        "check_claims", "cross_validate", "fit_multitask", "prediction_columns",
+        "reference_predictions"
     },
+    "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {
         "METRIC_LABELS", "PAPER_TABLES", "PHANTOM_NOTE", "RUN_LAYOUT", "Report", "build_report",
         "confusion_figure", "figure_to_png", "importance_figure", "interval_table",

@@ -116,7 +116,7 @@ def test_check_claims_end_to_end(cohort, tmp_path):
     cfg = get_recipe("cpu").train_config(max_epochs=1, progress=False)
     res = check_claims(cohort, folds=2, sizes=(20, 40), saliency_patients=1, n_resamples=100,
                        out_dir=tmp_path, cv_kwargs={"config": cfg, "preprocess":
-                       get_recipe("cpu").preprocess_config(shape=(16, 32, 32))}, progress=False)
+                       get_recipe("cpu").preprocess_config(shape=(32, 32, 32))}, progress=False)
     summary = res.summary()
     assert list(summary.columns[:5]) == CLAIM_COLUMNS
     assert list(summary["claim"]) == ["C1", "C2", "C3 AUC", "C3 balanced accuracy", "C4", "C5",
@@ -128,7 +128,7 @@ def test_check_claims_end_to_end(cohort, tmp_path):
     # the image models were trained once per fold and are found again
     again = check_claims(cohort, folds=2, saliency_patients=0, tabular=False, n_resamples=100,
                          out_dir=tmp_path, cv_kwargs={"config": cfg, "preprocess":
-                         get_recipe("cpu").preprocess_config(shape=(16, 32, 32))},
+                         get_recipe("cpu").preprocess_config(shape=(32, 32, 32))},
                          progress=False)
     c3 = summary.set_index("claim").loc["C3 AUC", "effect"]
     assert again.claims.set_index("claim").loc["C3 AUC", "effect"] == pytest.approx(c3)

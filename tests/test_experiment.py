@@ -227,8 +227,10 @@ def test_ablation_runs_every_configuration_on_the_same_folds(cohort, cache, tmp_
     res = ablation(cohort, MT_ORD_GCS_BIN_AGE, folds=3, seed=0, out_dir=tmp_path,
                    only_folds=[0], cache_dir=cache, **SMALL)
     labels = list(dict.fromkeys(res.metrics["model"]))
-    assert labels == ["MT (ord GCS, bin age)", "MT (ord GCS, bin age) w/o Binary age",
-                      "MT (ord GCS, bin age) w/o Ordinal GCS", "Prognosis only"]
+    # the labels name the trunk that runs (the preset's is DenseNet121)
+    assert labels == ["MT (ord GCS, bin age) [tiny DenseNet]",
+                      "MT (ord GCS, bin age) [tiny DenseNet] w/o Binary age",
+                      "MT (ord GCS, bin age) [tiny DenseNet] w/o Ordinal GCS", "Prognosis only"]
     tests = [sorted(r.predictions["PatientID"]) for r in res.results.values()]
     assert all(t == tests[0] for t in tests)
     assert (tmp_path / "ablation.png").stat().st_size > 1000
@@ -239,3 +241,10 @@ def test_ablation_runs_every_configuration_on_the_same_folds(cohort, cache, tmp_
 def test_top_level_names():
     assert ip.fit_multitask is fit_multitask and ip.cross_validate is cross_validate
     assert ip.CVResult is CVResult and ip.FittedModel is FittedModel
+
+
+def test_fit_without_a_validation_part(cohort, cache):
+    cfg = TrainConfig(max_epochs=1, batch_size=4, progress=False, select="last", patience=None)
+    fitted = fit_multitask(cohort, MT_ORD_GCS_BIN_AGE, seed=0, cache_dir=cache, val_fraction=0.0,
+                           **{**SMALL, "config": cfg})
+    assert fitted.info["val_ids"] == [] and len(fitted.info["train_ids"]) == len(cohort)

@@ -82,3 +82,13 @@ def test_replace_and_to_dict():
     d = cpu.to_dict()
     assert d["preprocess"]["shape"] == [32, 48, 48] and d["trunk"] == "densenet_tiny"
     assert dataclasses.is_dataclass(cpu)
+
+
+def test_no_validation_part_only_with_the_last_epoch():
+    assert get_recipe("cpu").val_fraction == 0.0 and get_recipe("paper").val_fraction == 0.1
+    with pytest.raises(ValueError, match="recipe 'x': val_fraction=0 leaves no validation part"):
+        Recipe("x", "x", val_fraction=0.0)
+    from ichprog.experiment._common import _val_fraction
+
+    assert _val_fraction("cpu", None) == 0.0 and _val_fraction("cpu", 0.2) == 0.2
+    assert _val_fraction(None, None) == 0.1

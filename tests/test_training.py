@@ -382,3 +382,12 @@ def test_class_balance_weights_the_rare_targets():
     ds.targets = None
     with pytest.raises(ValueError, match="class_balance needs a training dataset"):
         train(make_model(), ds, val, cfg(max_epochs=1, class_balance=True))
+
+
+def test_no_validation_part_needs_select_last():
+    ds = make_dataset(6)
+    empty = ArrayDataset(np.zeros((0, *SHAPE), np.float32), ids=[])
+    res = train(make_model(), ds, empty, cfg(max_epochs=2, select="last", patience=None))
+    assert res.best_epoch == 2 and not any(c.startswith("val_loss") for c in res.history)
+    with pytest.raises(ValueError, match="empty validation dataset"):
+        train(make_model(), ds, empty, cfg(max_epochs=1))

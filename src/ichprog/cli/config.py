@@ -107,8 +107,9 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "cv": {
         "folds": _Key("int", 10, "number of cross-validation folds", low=2, high=1000),
-        "val_fraction": _Key("float", 0.1, "validation part of each training part", low=0.0,
-                             high=1.0, low_open=True, high_open=True),
+        "val_fraction": _Key("float", 0.1, "validation part of each training part of the image "
+                             "models (0: none, with train.select = 'last' and no patience)",
+                             low=0.0, high=1.0, high_open=True),
         "bootstrap": _Key("int", 1000, "bootstrap resamples for the test-fold intervals", low=0,
                           high=1000000),
         "bootstrap_fold": _Key("int", 0, "the fold with bootstrap intervals (Table 2)", low=0),
@@ -122,6 +123,9 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "boundaries": _Key("bool", True, "fit the (GCS, age) decision tree and plot it"),
         "dnn_epochs": _Key("int", 100, "maximum epochs of the dense network of Perez et al.",
                            low=1, high=100000),
+        "val_fraction": _Key("float", 0.1, "validation part of each training part (the dense "
+                             "network's early stopping)", low=0.0, high=1.0, low_open=True,
+                             high_open=True),
     },
     "ablation": {
         "preset": _Key("str", "mt_ord_gcs_bin_age", "multi-task preset whose losses are ablated",
@@ -410,6 +414,7 @@ def _recipe_sections(name: str) -> dict[str, dict[str, Any]]:
         "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in r.preprocess.items()},
         "model": {"trunk": r.trunk or "", "dropout": r.dropout},
         "train": {**train, "augment": r.augment},
+        "cv": {"val_fraction": r.val_fraction},
     }
 
 

@@ -62,7 +62,7 @@ def _not_available(what: str, exc: Exception) -> RuntimeError:
 
 def _stage_tabular(run: _Run, cohort: Any) -> None:
     cfg = run.cfg
-    key = _stage_key(cfg, "data", "tabular") | {"val_fraction": cfg["cv"]["val_fraction"]}
+    key = _stage_key(cfg, "data", "tabular")
     with run.stage("tabular", key) as todo:
         if not todo:
             return
@@ -82,7 +82,7 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
     progress = cfg["run"]["progress"]
     tab = cfg["tabular"]
     res = tabular.table1(cohort, folds=tab["folds"], seed=seed, progress=progress,
-                         val_fraction=cfg["cv"]["val_fraction"],
+                         val_fraction=tab["val_fraction"],
                          params={"dnn": {"max_epochs": tab["dnn_epochs"]}})
     res.metrics().to_csv(out / "metrics.csv", index=False)
     res.predictions().to_csv(out / "predictions.csv", index=False)

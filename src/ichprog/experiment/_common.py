@@ -99,6 +99,13 @@ def _apply_recipe(recipe: Any, tasks: Any, trunk: str | None, preprocess: Any, c
     return preset, preprocess, config, augment, kwargs
 
 
+def _val_fraction(recipe: Any, val_fraction: float | None) -> float:
+    """The validation share: the one given, else the recipe's."""
+    from ichprog.recipes import as_recipe
+
+    return float(as_recipe(recipe).val_fraction if val_fraction is None else val_fraction)
+
+
 def _loss_targets(cohort: Any, preset: Preset, ids: Sequence[str]) -> tuple[dict[str, np.ndarray],
                                                                              dict[str, np.ndarray]]:
     """Class indices and loss targets for ``ids`` (which may repeat, after oversampling)."""
@@ -114,8 +121,10 @@ def _split_validation(cohort: Any, preset: Preset, ids: Sequence[str], val_fract
                       seed: int) -> tuple[list[str], list[str]]:
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    if val_fraction == 0.0:
+        return list(ids), []
     primary = preset.primary
     y = cohort.targets([primary], ids=ids)[primary.name]
     strat = y if primary.kind != "continuous" else None

@@ -112,7 +112,7 @@ def plot_ablation(tidy_df: pd.DataFrame, task: str = "prognosis", path: str | Pa
 
 def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN_AGE,
              folds: int = 10, seed: int = 0, out_dir: str | Path | None = None, *,
-             splits: Any = None, val_fraction: float = 0.1, kind: str = "box",
+             splits: Any = None, val_fraction: float | None = None, kind: str = "box",
              plot_metrics: Sequence[str] | None = None, progress: bool = True,
              **cv_kwargs: Any) -> AblationResult:
     """Cross-validate every loss ablation of a preset on the same folds (the paper's Fig. 2).
@@ -147,7 +147,10 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
     base = as_preset(preset, trunk=cv_kwargs.pop("trunk", None))
     configs = ablations(base)
     if splits is None:
-        splits = make_splits(cohort, folds=folds, seed=seed, val_fraction=val_fraction)
+        from ichprog.experiment._common import _val_fraction
+
+        splits = make_splits(cohort, folds=folds, seed=seed,
+                             val_fraction=_val_fraction(cv_kwargs.get("recipe"), val_fraction))
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, CVResult] = {}
     for cname, p in configs.items():

@@ -587,7 +587,7 @@ def _subsample(cohort: Any, size: int, seed: int) -> Any:
 def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0,
                  recipe: Any = "cpu", sizes: Sequence[int] | None = None,
                  saliency_patients: int = 4, tabular: bool = True, n_resamples: int = 1000,
-                 val_fraction: float = 0.1, out_dir: str | Path | None = None,
+                 val_fraction: float | None = None, out_dir: str | Path | None = None,
                  cv_kwargs: Mapping[str, Any] | None = None,
                  progress: bool = True) -> ClaimsResult:
     """Test the paper's claims C1-C6 on one cohort (see the module documentation).
@@ -604,7 +604,8 @@ def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0
         A :class:`~ichprog.data.Cohort` with images (and lesion masks for C5).
     repeats, folds, seed, val_fraction
         Repeat ``r`` uses :func:`ichprog.data.make_splits` with ``seed`` (``r = 0``, the folds
-        of ``cross_validate(cohort, folds=folds, seed=seed)``) or a seed derived from it.
+        of ``cross_validate(cohort, folds=folds, seed=seed)``) or a seed derived from it;
+        ``val_fraction`` defaults to the recipe's.
     recipe
         Training recipe of both image models (default ``"cpu"``; see :mod:`ichprog.recipes`).
     sizes
@@ -647,10 +648,13 @@ def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0
 
     from ichprog.data import make_splits
     from ichprog.experiment import cross_validate
+    from ichprog.experiment._common import _val_fraction
     from ichprog.tasks import BASELINE_DENSENET, MT_ORD_GCS_BIN_AGE
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    kw_recipe = (cv_kwargs or {}).get("recipe", recipe)
+    val_fraction = _val_fraction(kw_recipe, val_fraction)
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="ichprog_claims_"))
     kwargs = {"preload": True, "overwrite": True, **dict(cv_kwargs or {})}

@@ -23,6 +23,7 @@ from ichprog.experiment._common import (
     _prediction_frame,
     _probs_from_frame,
     _read_ids_csv,
+    _val_fraction,
 )
 from ichprog.experiment.fitted import fit_multitask
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
@@ -303,7 +304,7 @@ def _reader_labels(readers: pd.DataFrame) -> pd.DataFrame:
 def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
                    folds: int = 10, seed: int = 0, out_dir: str | Path | None = None, *,
                    trunk: str | None = None, recipe: Any = None, splits: Any = None,
-                   val_fraction: float = 0.1, only_folds: Iterable[int] | None = None,
+                   val_fraction: float | None = None, only_folds: Iterable[int] | None = None,
                    preprocess: Any = None, config: Any = None, cache_dir: Any = None,
                    augment: Any = None,
                    oversample: bool = True, model_kwargs: Mapping[str, Any] | None = None,
@@ -320,7 +321,8 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
         A preset, its name, a task or a list of tasks (default MT (ord GCS, bin age)).
     folds, seed, val_fraction
         Passed to :func:`ichprog.data.make_splits` (stratified on prognosis) unless ``splits``
-        is given. ``seed`` also derives each fold's training seed.
+        is given (``val_fraction`` default: the recipe's). ``seed`` also derives each fold's
+        training seed.
     out_dir
         Output folder (layout in the module documentation); finished folds found there are
         reused, an interrupted fold resumes. ``None``: nothing is written.
@@ -355,6 +357,7 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
 
     preset, preprocess, base_config, augment, model_kwargs = _apply_recipe(
         recipe, tasks, trunk, preprocess, config, augment, model_kwargs, seed, progress)
+    val_fraction = _val_fraction(recipe, val_fraction)
     if splits is None:
         splits = make_splits(cohort, folds=folds, seed=seed, val_fraction=val_fraction)
     elif not isinstance(splits, Splits):

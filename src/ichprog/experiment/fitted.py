@@ -20,6 +20,7 @@ from ichprog.experiment._common import (
     _datasets,
     _prediction_frame,
     _split_validation,
+    _val_fraction,
 )
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
 
@@ -256,7 +257,7 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
                   trunk: str | None = None, *, recipe: Any = None, preprocess: Any = None,
                   config: Any = None,
                   train_ids: Sequence[str] | None = None, val_ids: Sequence[str] | None = None,
-                  val_fraction: float = 0.1, seed: int = 0, out_dir: str | Path | None = None,
+                  val_fraction: float | None = None, seed: int = 0, out_dir: str | Path | None = None,
                   cache_dir: Any = None, augment: Any = None, oversample: bool = True,
                   model_kwargs: Mapping[str, Any] | None = None, preload: bool = False,
                   keep_checkpoints: bool = True, overwrite: bool = False,
@@ -285,7 +286,8 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
         Patients to train on and to monitor early stopping on. Default: all patients, with a
         stratified ``val_fraction`` of them (on the primary task) held out for validation.
     val_fraction
-        Share held out for validation when ``val_ids`` is not given.
+        Share held out for validation when ``val_ids`` is not given (default: the recipe's,
+        0.1 in the paper's; 0: none, which needs ``select="last"`` and no early stopping).
     seed
         Seeds the validation split, the network's initialisation, oversampling and augmentation.
     out_dir
@@ -318,7 +320,8 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
 
     preset, preprocess, config, augment, model_kwargs = _apply_recipe(
         recipe, tasks, trunk, preprocess, config, augment, model_kwargs, seed, progress)
-    ids, val_list = _training_parts(cohort, preset, train_ids, val_ids, val_fraction, seed)
+    ids, val_list = _training_parts(cohort, preset, train_ids, val_ids,
+                                    _val_fraction(recipe, val_fraction), seed)
     train_ds, val_ds, train_list = _datasets(cohort, preset, ids, val_list, preprocess, cache_dir,
                                              augment, oversample, derive_seed(seed, 1), preload)
     seed_everything(derive_seed(seed, 2))

@@ -130,9 +130,12 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
     """
     config = config or TrainConfig()
     tasks = list(model.tasks)
-    if len(train_ds) == 0 or len(val_ds) == 0:  # type: ignore[arg-type]
-        raise ValueError(f"empty dataset: {len(train_ds)} training and "  # type: ignore[arg-type]
-                         f"{len(val_ds)} validation items")  # type: ignore[arg-type]
+    if len(train_ds) == 0:  # type: ignore[arg-type]
+        raise ValueError("empty training dataset")
+    if len(val_ds) == 0 and (config.select != "last" or config.patience):  # type: ignore[arg-type]
+        raise ValueError("empty validation dataset: choosing the best epoch (select='best') and "
+                         "early stopping need validation patients; without them use "
+                         "TrainConfig(select='last', patience=None)")
     run = _set_up(model, config, train_ds, val_ds)
     out = Path(out_dir) if out_dir is not None else None
     state = _RunState()
@@ -308,7 +311,10 @@ def _optimizer_step(run: _Run) -> None:
 
 def _validate(model: MultiTaskNet, val_ds: Dataset, tasks: Sequence[Task], config: TrainConfig,
               run: _Run) -> tuple[dict[str, float], float]:
-    """The validation losses and metrics of the epoch, and the monitored score."""
+    """The validation losses and metrics of the epoch, and the monitored score (nothing and NaN
+    without validation patients)."""
+    if len(val_ds) == 0:  # type: ignore[arg-type]
+        return {}, float("nan")
     res = _run_inference(model, val_ds, tasks, config.eval_batch_size or config.batch_size,
                          run.device, run.amp_dtype, run.channels_last, False, with_targets=True,
                          num_workers=config.num_workers)
