@@ -243,8 +243,9 @@ def test_top_level_names():
     assert ip.CVResult is CVResult and ip.FittedModel is FittedModel
 
 
-def test_fit_without_a_validation_part(cohort, cache):
+def test_fit_without_a_validation_part(cohort, cache, tmp_path):
     cfg = TrainConfig(max_epochs=1, batch_size=4, progress=False, select="last", patience=None)
     fitted = fit_multitask(cohort, MT_ORD_GCS_BIN_AGE, seed=0, cache_dir=cache, val_fraction=0.0,
-                           **{**SMALL, "config": cfg})
+                           out_dir=tmp_path, **{**SMALL, "config": cfg})
     assert fitted.info["val_ids"] == [] and len(fitted.info["train_ids"]) == len(cohort)
+    assert (tmp_path / "model" / "history.png").is_file()  # training curves without validation

@@ -97,7 +97,8 @@ def plot_history(history: pd.DataFrame, tasks: Sequence[str] | None = None,
     fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     ep = history["epoch"]
     ax_l.plot(ep, history["train_loss"], "k-", label="train (weighted sum)")
-    ax_l.plot(ep, history["val_loss"], "k--", label="validation (weighted sum)")
+    if "val_loss" in history:  # no validation part: training losses only
+        ax_l.plot(ep, history["val_loss"], "k--", label="validation (weighted sum)")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, t in enumerate(tasks):
         c = colors[i % len(colors)]
