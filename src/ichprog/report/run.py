@@ -353,6 +353,15 @@ def _section_claims(rep: Report, run_dir: Path) -> None:
                      "information the prognosis head could not reach alone, only a different "
                      "route to it. The table above shows how close each model comes to the "
                      "image oracle.")
+    if "C5" in by_claim.index and by_claim.loc["C5", "verdict"] != "holds":
+        c5 = by_claim.loc["C5"]
+        rep.text(f"The multi-task saliency does not lie more on the hematoma here (C5: "
+                 f"{c5['verdict']}, MT minus baseline enrichment {c5['effect']:+.2f}, 95 % "
+                 f"interval {c5['ci_low']:+.2f} to {c5['ci_high']:+.2f}). A likely reason on the "
+                 "phantom: the multi-task trunk also serves the age head, whose evidence is "
+                 "atrophy, spread over the sulci and ventricles of the whole brain; age is itself "
+                 "a prognostic factor, so the prognosis gradients of the multi-task models reach "
+                 "those CSF spaces too, and less of their mass is left for the hematoma.")
     rep.table(claims.set_index("claim").loc[:, ["detail"]], caption="How each effect is defined")
     lc = _read_csv(run_dir / "claims" / "learning_curve.csv")
     png = run_dir / "claims" / "learning_curve.png"
