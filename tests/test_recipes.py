@@ -40,7 +40,7 @@ def test_cpu_recipe_settings():
         "onecycle", "last", None, 5, 2)
     assert cpu.trunk_for("densenet121") == "densenet_tiny"
     assert cpu.trunk_for("perez2023") == "perez2023"  # another trunk is kept
-    assert cpu.augment is False
+    assert cpu.augment is False and cfg.class_balance is True
 
 
 def test_an_invalid_recipe_fails_when_defined_naming_it():
