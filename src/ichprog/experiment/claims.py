@@ -442,35 +442,68 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
                      ignore_index=True)
     mt = pd.concat([_long(r, "prognosis", k) for k, r in enumerate(multitask)],
                    ignore_index=True)
-    rows = []
+    boot = {"n_resamples": n_resamples, "seed": seed}
     tab = dict(tabular or {})
+    rows = []
     if "shap" in tab:
-        shap_abs = tab["shap"].abs()
-        cols = list(shap_abs.columns)
-        key = [cols.index(GCS_COLUMN), cols.index(AGE_COLUMN)]
-        others = [i for i in range(len(cols)) if i not in key]
-
-        def gap(m: np.ndarray) -> np.ndarray:  # m: mean |SHAP| per variable, per resample
-            return m[:, key].min(1) - m[:, others].max(1)
-
-        e, lo, hi = _patient_bootstrap(shap_abs.to_numpy(float), n_resamples, seed, gap)
-        top = shap_abs.mean().sort_values(ascending=False).index[:3].tolist()
-        rows.append(_row("C1", e, lo, hi, len(shap_abs),
-                         f"top variables: {', '.join(top)}; effect = mean |SHAP| of the lesser "
-                         "of GCS and age minus that of the strongest other variable"))
+        rows.append(_claim_shap(tab["shap"], **boot))
     if "lr" in tab and "dnn" in tab:
-        def tab_long(r: Any) -> pd.DataFrame:
-            p = r.predictions
-            return pd.DataFrame({"repeat": 0, "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
-                                 "y_true": p["y_true"], "score": p["y_prob"],
-                                 "pred": p["y_pred"]})
+        rows.append(_claim_lr_vs_dnn(tab["lr"], tab["dnn"], **boot))
+    rows += _claims_multitask(base, mt, **boot)
+    if saliency is not None and len(saliency):
+        rows.append(_claim_saliency(saliency, **boot))
+    lc_table = pd.DataFrame()
+    preds = [base, mt]
+    if learning_curve is not None and len(learning_curve):
+        preds.append(learning_curve)
+        rows.append(_claim_small_data(learning_curve, **boot))
+        lc_table = _learning_curve_table(learning_curve)
+    if references is not None and len(references):
+        preds.append(references)
+    claims = pd.DataFrame(rows, columns=["claim", "statement", "verdict", "effect", "ci_low",
+                                         "ci_high", "n", "detail"])
+    return ClaimsResult(claims=claims, predictions=pd.concat(preds, ignore_index=True),
+                        learning_curve=lc_table,
+                        saliency=saliency if saliency is not None else pd.DataFrame(),
+                        settings=dict(settings or {}))
 
-        e, lo, hi = paired_bootstrap(tab_long(tab["lr"]), tab_long(tab["dnn"]), "auc",
-                                     n_resamples=n_resamples, seed=seed)
-        rows.append(_row("C2", e, lo, hi, len(tab["lr"].predictions),
-                         "effect = AUC of LR (GCS, age) minus AUC of the DNN (all variables), "
-                         "mean over folds", equivalence=True))
+
+def _claim_shap(shap: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, Any]:
+    """C1 from per-patient SHAP values (patients x variables)."""
+    shap_abs = shap.abs()
+    cols = list(shap_abs.columns)
+    key = [cols.index(GCS_COLUMN), cols.index(AGE_COLUMN)]
+    others = [i for i in range(len(cols)) if i not in key]
+
+    def gap(m: np.ndarray) -> np.ndarray:  # m: mean |SHAP| per variable, per resample
+        return m[:, key].min(1) - m[:, others].max(1)
+
+    e, lo, hi = _patient_bootstrap(shap_abs.to_numpy(float), n_resamples, seed, gap)
+    top = shap_abs.mean().sort_values(ascending=False).index[:3].tolist()
+    return _row("C1", e, lo, hi, len(shap_abs),
+                f"top variables: {', '.join(top)}; effect = mean |SHAP| of the lesser of GCS "
+                "and age minus that of the strongest other variable")
+
+
+def _claim_lr_vs_dnn(lr: Any, dnn: Any, n_resamples: int, seed: int) -> dict[str, Any]:
+    """C2 from two :class:`~ichprog.tabular.TabularCVResult` on the same folds."""
+    def tab_long(r: Any) -> pd.DataFrame:
+        p = r.predictions
+        return pd.DataFrame({"repeat": 0, "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
+                             "y_true": p["y_true"], "score": p["y_prob"], "pred": p["y_pred"]})
+
+    e, lo, hi = paired_bootstrap(tab_long(lr), tab_long(dnn), "auc", n_resamples=n_resamples,
+                                 seed=seed)
+    return _row("C2", e, lo, hi, len(lr.predictions),
+                "effect = AUC of LR (GCS, age) minus AUC of the DNN (all variables), mean over "
+                "folds", equivalence=True)
+
+
+def _claims_multitask(base: pd.DataFrame, mt: pd.DataFrame, n_resamples: int,
+                      seed: int) -> list[dict[str, Any]]:
+    """C3 (AUC, balanced accuracy) and C4 from the two image models' prognosis predictions."""
     units = base.groupby(["repeat", "fold"]).ngroups
+    rows = []
     for metric, claim in (("auc", "C3 AUC"), ("balanced_accuracy", "C3 balanced accuracy")):
         e, lo, hi = paired_bootstrap(mt, base, metric, n_resamples=n_resamples, seed=seed)
         rows.append(_row(claim, e, lo, hi, units,
@@ -481,55 +514,49 @@ def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
     rows.append(_row("C4", -e, -hi, -lo, units,
                      "effect = SD of the baseline's per-fold AUC minus MT's (positive: MT "
                      "steadier)"))
-    if saliency is not None and len(saliency):
-        wide = saliency.pivot_table(index=ID_COLUMN, columns="model", values="enrichment")
-        wide = wide.dropna()
-        diff = (wide["multitask"] - wide["baseline"]).to_numpy(float)
-        e, lo, hi = _patient_bootstrap(diff, n_resamples, seed, lambda m: m[:, 0])
-        rows.append(_row("C5", e, lo, hi, len(diff),
-                         f"effect = MT minus baseline enrichment (mass on the hematoma / its "
-                         f"share of the brain); means {wide['multitask'].mean():.2f} vs "
-                         f"{wide['baseline'].mean():.2f}"))
+    return rows
+
+
+def _claim_saliency(saliency: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, Any]:
+    """C5 from per-patient enrichment of both models."""
+    wide = saliency.pivot_table(index=ID_COLUMN, columns="model", values="enrichment").dropna()
+    diff = (wide["multitask"] - wide["baseline"]).to_numpy(float)
+    e, lo, hi = _patient_bootstrap(diff, n_resamples, seed, lambda m: m[:, 0])
+    return _row("C5", e, lo, hi, len(diff),
+                f"effect = MT minus baseline enrichment (mass on the hematoma / its share of the "
+                f"brain); means {wide['multitask'].mean():.2f} vs {wide['baseline'].mean():.2f}")
+
+
+def _claim_small_data(curve: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, Any]:
+    """C6: MT's gain at the smallest cohort minus its gain at the largest, resampled jointly
+    (the smaller cohorts are subsets of the larger)."""
+    sizes = sorted(curve["size"].unique())
+    frames = {f"{m}{k}": curve[(curve["size"] == size) & (curve["model"] == m)]
+              for k, size in enumerate((sizes[0], sizes[-1])) for m in ("multitask", "baseline")}
+
+    def gain_change(v: Mapping[str, np.ndarray]) -> np.ndarray:
+        return (_mean_diff({"a": v["multitask0"], "b": v["baseline0"]})
+                - _mean_diff({"a": v["multitask1"], "b": v["baseline1"]}))
+
+    e, lo, hi = _bootstrap(frames, "auc", gain_change, n_resamples, seed)
+    small, _, _ = paired_bootstrap(frames["multitask0"], frames["baseline0"], "auc",
+                                   n_resamples=0)
+    return _row("C6", e, lo, hi, len(sizes),
+                f"effect = MT gain in mean per-fold AUC at n = {sizes[0]} ({small:+.3f}) minus "
+                f"the gain at n = {sizes[-1]} ({small - e:+.3f}); the smaller cohorts are "
+                "subsets of the larger, resampled together")
+
+
+def _learning_curve_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SD over repeats of the pooled out-of-fold AUC, per cohort size and model."""
     from ichprog.metrics import roc_auc
 
-    lc_table = pd.DataFrame()
-    preds = [base, mt]
-    if learning_curve is not None and len(learning_curve):
-        preds.append(learning_curve)
-        sizes = sorted(learning_curve["size"].unique())
-        frames = {f"{m}{k}": learning_curve[(learning_curve["size"] == size)
-                                            & (learning_curve["model"] == m)]
-                  for k, size in enumerate((sizes[0], sizes[-1]))
-                  for m in ("multitask", "baseline")}
-
-        def gain_change(v: Mapping[str, np.ndarray]) -> np.ndarray:
-            return (_mean_diff({"a": v["multitask0"], "b": v["baseline0"]})
-                    - _mean_diff({"a": v["multitask1"], "b": v["baseline1"]}))
-
-        e, lo, hi = _bootstrap(frames, "auc", gain_change, n_resamples, seed)
-        small, _, _ = paired_bootstrap(frames["multitask0"], frames["baseline0"], "auc",
-                                       n_resamples=0)
-        rows.append(_row("C6", e, lo, hi, len(sizes),
-                         f"effect = MT gain in mean per-fold AUC at n = {sizes[0]} "
-                         f"({small:+.3f}) minus the gain at n = {sizes[-1]} ({small - e:+.3f}); "
-                         "the smaller cohorts are subsets of the larger, resampled together"))
-        auc = pd.DataFrame([
-            {"size": size, "model": model, "repeat": r,
-             "auc": roc_auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float))}
-            for (size, model, r), g in learning_curve.groupby(["size", "model", "repeat"],
-                                                               sort=False)])
-        lc_table = auc.groupby(["size", "model"], sort=False)["auc"].agg(
-            auc_mean="mean", auc_sd="std", repeats="count").reset_index()
-    if references is not None and len(references):
-        preds.append(references)
-    claims = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:2], "statement", *CLAIM_COLUMNS[2:],
-                                         "n", "detail"])
-    claims = claims.loc[:, ["claim", "statement", "verdict", "effect", "ci_low", "ci_high", "n",
-                            "detail"]]
-    return ClaimsResult(claims=claims, predictions=pd.concat(preds, ignore_index=True),
-                        learning_curve=lc_table,
-                        saliency=saliency if saliency is not None else pd.DataFrame(),
-                        settings=dict(settings or {}))
+    auc = pd.DataFrame([
+        {"size": size, "model": model, "repeat": r,
+         "auc": roc_auc(g["y_true"].to_numpy(int), g["score"].to_numpy(float))}
+        for (size, model, r), g in curve.groupby(["size", "model", "repeat"], sort=False)])
+    return auc.groupby(["size", "model"], sort=False)["auc"].agg(
+        auc_mean="mean", auc_sd="std", repeats="count").reset_index()
 
 
 # ---------------------------------------------------------------------------------------------
