@@ -110,7 +110,7 @@ def _add_demo(sub: Any) -> None:
                            "100 epochs (GPU work)")
     p.add_argument("--long-claims", action="store_true",
                    help="test the paper's claims on 3 repeats of the folds with a learning curve "
-                        "at 64, 96 and 128 patients (default mode: about 30 minutes on 2 CPU "
+                        "at 64, 96 and 128 patients (default mode: about 35 minutes on 2 CPU "
                         "cores)")
     _add_common(p)
     _add_data(p)
