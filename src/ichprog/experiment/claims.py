@@ -112,6 +112,11 @@ def _unit_metrics(units: Sequence[tuple[np.ndarray, ...]], metric: str,
     return out
 
 
+def _with_repeat(pred: pd.DataFrame) -> pd.DataFrame:
+    """Predictions of one run of the folds may omit ``repeat`` (it is then 0)."""
+    return pred if "repeat" in pred else pred.assign(repeat=0)
+
+
 def _ids(frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
     ids = sorted(set().union(*(set(d[ID_COLUMN].astype(str)) for d in frames.values())))
     return {p: i for i, p in enumerate(ids)}
@@ -134,7 +139,7 @@ def _bootstrap(frames: Mapping[str, pd.DataFrame], metric: str,
 
     if metric not in _METRIC_NAMES:
         raise ValueError(f"metric must be one of {_METRIC_NAMES}, got {metric!r}")
-    frames = {k: (d.assign(repeat=0) if "repeat" not in d else d) for k, d in frames.items()}
+    frames = {k: _with_repeat(d) for k, d in frames.items()}
     patients = _ids(frames)
     units = {k: _units(d, patients) for k, d in frames.items()}
     n = len(patients)
@@ -192,8 +197,8 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "auc",
     """
     if statistic not in ("mean", "sd"):
         raise ValueError(f"statistic must be 'mean' or 'sd', got {statistic!r}")
-    keys = [set(map(tuple, (d.assign(repeat=0) if "repeat" not in d else d)[
-        ["repeat", "fold", ID_COLUMN]].astype(str).to_numpy())) for d in (a, b)]
+    keys = [set(map(tuple, _with_repeat(d)[["repeat", "fold", ID_COLUMN]].astype(str)
+                    .to_numpy())) for d in (a, b)]
     if keys[0] != keys[1]:
         raise ValueError("paired_bootstrap: the two models were not evaluated on the same "
                          f"(repeat, fold, patient) rows ({len(keys[0] ^ keys[1])} differ)")
@@ -678,16 +683,16 @@ def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0
     from ichprog.data import make_splits
     from ichprog.experiment import cross_validate
     from ichprog.experiment._common import _val_fraction
+    from ichprog.recipes import as_recipe
     from ichprog.tasks import BASELINE_DENSENET, MT_ORD_GCS_BIN_AGE
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    kw_recipe = (cv_kwargs or {}).get("recipe", recipe)
-    val_fraction = _val_fraction(kw_recipe, val_fraction)
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="ichprog_claims_"))
-    kwargs = {"preload": True, "overwrite": True, **dict(cv_kwargs or {})}
-    kwargs.setdefault("recipe", recipe)
+    kwargs = {"preload": True, "overwrite": True, "recipe": recipe, **dict(cv_kwargs or {})}
+    rec = as_recipe(kwargs["recipe"])
+    val_fraction = _val_fraction(rec, val_fraction)
     models = {"baseline": BASELINE_DENSENET, "multitask": MT_ORD_GCS_BIN_AGE}
 
     def run(c: Any, splits: Any, folder: Path) -> dict[str, Any]:
@@ -739,9 +744,7 @@ def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0
     settings = {"repeats": repeats, "folds": folds, "seed": seed, "sizes": used_sizes,
                 "saliency_patients": saliency_patients, "tabular": tabular,
                 "n_resamples": n_resamples, "n_patients": len(cohort),
-                "recipe": kwargs["recipe"] if isinstance(kwargs["recipe"], str)
-                else getattr(kwargs["recipe"], "name", str(kwargs["recipe"])),
-                "seconds": None}
+                "recipe": rec.name, "seconds": None}
     result = claims_from_results([p["baseline"] for p in per_repeat],
                                  [p["multitask"] for p in per_repeat], tabular=tab,
                                  saliency=enrichment, learning_curve=curve,
