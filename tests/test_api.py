@@ -57,7 +57,7 @@ PINNED: dict[str, set[str]] = {
         "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
         "plot_history", "predict_proba", "read_sidecar", "resolve_channels_last",
         "resolve_device", "resolve_precision", "save_checkpoint", "save_weights",
-        "seed_everything", "targets_to_classes", "train"
+        "seed_everything", "targets_to_classes", "train", "parse_duration"
     },
     "ichprog.tabular": {
         "ALL_FEATURES", "FEATURE_SETS", "MODEL_LABELS", "MODEL_NAMES", "PAPER_TABLE1",

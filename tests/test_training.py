@@ -391,3 +391,130 @@ def test_no_validation_part_needs_select_last():
     assert res.best_epoch == 2 and not any(c.startswith("val_loss") for c in res.history)
     with pytest.raises(ValueError, match="empty validation dataset"):
         train(make_model(), ds, empty, cfg(max_epochs=1))
+
+
+# -- time budget, the warning before a long run, choosing the epoch ------------------------------
+def test_parse_duration():
+    from ichprog.training import parse_duration
+
+    assert parse_duration("3min") == 180.0 and parse_duration("1h30min") == 5400.0
+    assert parse_duration("90 s") == 90.0 and parse_duration(2.5) == 2.5
+    assert TrainConfig(time_budget="2min").time_budget == 120.0
+    for bad in ("soon", "3 fortnights", -1, 0, "1min-"):
+        with pytest.raises(ValueError, match="duration|unit"):
+            parse_duration(bad)
+    with pytest.raises(ValueError, match="TrainConfig.time_budget"):
+        TrainConfig(time_budget="soon")
+
+
+def test_a_budget_plans_the_epochs_and_shapes_the_one_cycle(monkeypatch):
+    import ichprog.training.loop as loop
+
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 2.0)
+    ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
+    # 0.9 * 9 s / 2 s per epoch: 4 epochs of the 20 allowed, the schedule spanning those 4
+    config = cfg(max_epochs=20, batch_size=4, accumulation_steps=1, lr=5e-3, time_budget=9,
+                 schedule="onecycle", select="last", patience=None)
+    res = train(make_model(), ds, val, config)
+    report = res.extra["time_budget"]
+    assert (report["planned_epochs"], report["max_epochs"], report["epochs_run"]) == (4, 20, 4)
+    assert report["budget_s"] == 9.0 and report["estimated_epoch_s"] == 2.0
+    assert res.epochs_run == 4 and res.config.max_epochs == 4 and res.stop_reason == "max_epochs"
+    assert res.history["lr"].iloc[-1] < 1e-5  # annealed by the planned last epoch
+    # the hash covers the planned epochs, not the budget: the same plan without one is that run
+    assert "time_budget" not in res.config.hashed_fields()
+    import dataclasses
+
+    unbudgeted = dataclasses.replace(config, max_epochs=4, time_budget=None)
+    assert unbudgeted.hashed_fields() == res.config.hashed_fields()
+
+
+def test_a_run_slower_than_planned_stops_cleanly_at_the_budget(monkeypatch, tmp_path):
+    import time as _time
+
+    import ichprog.training.loop as loop
+
+    class Slow(ArrayDataset):
+        def __getitem__(self, i):
+            _time.sleep(0.05)
+            return super().__getitem__(i)
+
+    base = make_dataset(6)
+    slow = Slow(base.volumes, ids=base.ids, targets=base.targets)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 1e-3)
+    res = train(make_model(), slow, make_dataset(4, seed=3, prefix="v"),
+                cfg(max_epochs=10, time_budget=0.5, patience=None), out_dir=tmp_path)
+    assert res.stop_reason == "time_budget" and res.epochs_run < 10
+    assert res.extra["time_budget"]["epochs_run"] == res.epochs_run
+    side = read_sidecar(tmp_path)
+    assert side["finished"] and side["stop_reason"] == "time_budget"
+
+
+def test_a_budgeted_run_is_reused_with_its_plan(monkeypatch, tmp_path):
+    import ichprog.training.loop as loop
+
+    ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
+    config = cfg(max_epochs=20, time_budget=9, select="last", patience=None)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 2.0)
+    first = train(make_model(), ds, val, config, out_dir=tmp_path)
+    # a second call times differently, but keeps the plan it finds in the folder
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 1.0)
+    again = train(make_model(), ds, val, config, out_dir=tmp_path)
+    assert first.epochs_run == 4 and again.reused and again.config.max_epochs == 4
+
+
+def test_a_long_cpu_run_is_announced_before_it_starts(monkeypatch):
+    import ichprog.training.loop as loop
+
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 100.0)
+    ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
+    with pytest.warns(UserWarning) as record:
+        train(make_model(), ds, val, cfg(max_epochs=20, patience=None, device="cpu"))
+    long_runs = [str(w.message) for w in record if "will take about" in str(w.message)]
+    # said once, before the start, with the estimate and the CPU alternative
+    assert len(long_runs) == 1
+    assert "estimated at 100.0 s" in long_runs[0] and "33 min" in long_runs[0]
+    assert "recipe='cpu'" in long_runs[0] and "time_budget" in long_runs[0]
+
+
+def test_the_probe_estimates_without_touching_the_model():
+    import ichprog.training.loop as loop
+
+    model, ds = make_model(), make_dataset(6)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    est = loop._estimate_epoch_seconds(model, cfg(), ds, make_dataset(4, prefix="v"),
+                                       torch.device("cpu"))
+    assert est is not None and 0 < est < 60
+    assert torch.equal(torch.rand(1), expected)  # the random generators are as they were
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_select_val_loss_and_min_epochs():
+    ds, val = make_dataset(10, signal=1.0), make_dataset(6, seed=3, prefix="v", signal=1.0)
+    res = train(make_model(), ds, val, cfg(max_epochs=4, lr=1e-2, select="val_loss",
+                                          patience=None))
+    h = res.history
+    assert res.best_epoch == int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    assert res.best_score == pytest.approx(-h["val_loss"].min())
+    # the first min_epochs epochs cannot be chosen
+    late = train(make_model(), ds, val, cfg(max_epochs=4, lr=1e-2, select="val_loss",
+                                           min_epochs=3, patience=None))
+    hl = late.history
+    assert late.best_epoch == int(hl.loc[hl["epoch"] > 3, "epoch"].iloc[0]) == 4
+    assert "train_output_sd" in hl and (hl["train_output_sd"] >= 0).all()
+    with pytest.raises(ValueError, match="min_epochs"):
+        TrainConfig(max_epochs=3, min_epochs=5)
+
+
+def test_a_small_validation_part_is_flagged_unless_the_last_epoch_is_kept():
+    ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
+    with pytest.warns(UserWarning, match=r"validation part holds 4 patient\(s\).*select='last'"):
+        train(make_model(), ds, val, cfg(max_epochs=1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(make_model(), ds, val, cfg(max_epochs=1, select="last", patience=None))

@@ -78,6 +78,7 @@ from ichprog.training.config import (  # noqa: F401
     Schedule,
     Select,
     TrainConfig,
+    parse_duration,
 )
 from ichprog.training.dataset import ArrayDataset
 from ichprog.training.device import (  # noqa: F401
@@ -133,4 +134,5 @@ __all__ = [
     "load_weights",
     "plot_history",
     "targets_to_classes",
+    "parse_duration",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -12,11 +13,50 @@ import numpy as np
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["constant", "onecycle"]
-Select = Literal["best", "last"]
+Select = Literal["best", "last", "val_loss"]
 
 
 # Fields of TrainConfig that do not change the numbers a run produces (left out of its hash).
-_NOT_HASHED = ("device", "progress", "num_workers", "eval_batch_size", "compile")
+# ``time_budget`` acts only through the number of epochs it plans, which is hashed.
+_NOT_HASHED = ("device", "progress", "num_workers", "eval_batch_size", "compile", "time_budget")
+# Fields added after checkpoints were first written: hashed only when they differ from these
+# defaults, so that the runs written before them keep their hash (and resume).
+_HASHED_UNLESS_DEFAULT = {"min_epochs": 0}
+
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0,
+          "mins": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0,
+          "hour": 3600.0, "hours": 3600.0}
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number of seconds or a string such as ``"90s"``, ``"3min"``, ``"1.5h"`` or
+    ``"1h30min"``.
+
+    Raises ``ValueError`` naming the value when it is not a positive, finite duration.
+
+    >>> parse_duration("3min"), parse_duration("1h30min"), parse_duration(45)
+    (180.0, 5400.0, 45.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float | np.integer | np.floating):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)([a-z]*)", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"not a duration: {value!r}; write e.g. '90s', '3min' or '1h30min'")
+        seconds = 0.0
+        for number, unit in parts:
+            if unit not in _UNITS and unit != "":
+                raise ValueError(f"unknown unit {unit!r} in duration {value!r}; use s, min or h")
+            seconds += float(number) * _UNITS.get(unit, 1.0)
+    else:
+        raise ValueError(f"not a duration: {value!r} (a number of seconds or a string like "
+                         "'3min')")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"a duration must be positive and finite, got {value!r}")
+    return seconds
 
 
 @dataclass
@@ -72,7 +112,25 @@ class TrainConfig:
         Which weights the run ends with. ``"best"`` (the paper's): those of the epoch with the
         best monitored validation score. ``"last"``: those of the last epoch; the natural choice
         with ``schedule="onecycle"``, and when the validation part is too small (a few patients)
-        to rank epochs by. Early stopping needs ``"best"``.
+        to rank epochs by. ``"val_loss"``: those of the epoch with the lowest validation loss
+        (the weighted sum of the tasks' losses), which moves smoothly where a balanced accuracy
+        on a few patients jumps in steps of 1/n. Early stopping needs ``"best"`` or
+        ``"val_loss"`` (it then counts epochs without a lower loss). See the documentation page
+        "Notebooks and time budgets" on choosing an epoch with a small validation part.
+    min_epochs
+        Epochs that always run and can never be chosen as the best (``select="best"`` or
+        ``"val_loss"``): the first epochs of a network trained from scratch often score well
+        on a handful of validation patients by predicting one class. Early stopping counts
+        from this epoch on.
+    time_budget
+        Wall-clock budget of the run in seconds (or a string such as ``"3min"``, see
+        :func:`parse_duration`); ``None``: no budget. Before the first epoch :func:`train` times
+        a forward and backward pass of a few training samples, estimates the seconds per
+        epoch, and lowers ``max_epochs`` to the epochs that fit (never below 1); with
+        ``schedule="onecycle"`` the schedule then spans the planned epochs, so a budget makes
+        a shorter cycle, not a truncated one. If the epochs still run slower than estimated,
+        the run stops cleanly after the last epoch that fits (``stop_reason="time_budget"``).
+        What was planned and done is in :attr:`TrainResult.extra` ``["time_budget"]``.
     class_balance
         Weight the positive targets of every binary and ordinal output in the training loss by
         negatives / positives in the training set (:func:`ichprog.models.balanced_pos_weight`),
@@ -99,6 +157,8 @@ class TrainConfig:
     schedule: Schedule = "constant"
     select: Select = "best"
     class_balance: bool = False
+    min_epochs: int = 0
+    time_budget: float | str | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, rule: str) -> None:
@@ -123,11 +183,19 @@ class TrainConfig:
         need(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size",
              "None or an int >= 1")
         need(self.schedule in ("constant", "onecycle"), "schedule", "'constant' or 'onecycle'")
-        need(self.select in ("best", "last"), "select", "'best' or 'last'")
+        need(self.select in ("best", "last", "val_loss"), "select",
+             "'best', 'last' or 'val_loss'")
         if self.select == "last" and self.patience:
             raise ValueError(f"TrainConfig.patience={self.patience} stops early on the validation "
                              "score, which needs select='best'; with select='last' set patience "
                              "to 0 or None")
+        need(isinstance(self.min_epochs, int) and 0 <= self.min_epochs <= self.max_epochs,
+             "min_epochs", f"an int in [0, max_epochs={self.max_epochs}]")
+        if self.time_budget is not None:
+            try:
+                self.time_budget = parse_duration(self.time_budget)
+            except ValueError as exc:
+                raise ValueError(f"TrainConfig.time_budget: {exc}") from None
         self.seed = int(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,4 +214,5 @@ class TrainConfig:
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that determine the numbers of a run (everything but device, progress bars,
         worker count, evaluation batch size and compilation)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED
+                and not (k in _HASHED_UNLESS_DEFAULT and v == _HASHED_UNLESS_DEFAULT[k])}

@@ -39,20 +39,42 @@ from ichprog.training.inference import (
 from ichprog.training.resume import _resume, _RunState, _save_run
 from ichprog.training.schedule import _fast_forward, _group_weights, _make_scheduler
 
-#: Projected training time (s) above which :func:`train` says how long it will take.
+#: Projected training time (s) above which :func:`train` says how long it will take: before the
+#: first epoch (from a timed probe, on a CPU) and, if it did not say so then, after it.
 LONG_RUN_S = 600.0
+#: Estimated time (s) above which a CPU run without a time budget is announced before it starts.
+LONG_RUN_BEFORE_S = 1800.0
+#: Share of a time budget the planned epochs may fill (the rest absorbs estimation error).
+BUDGET_SHARE = 0.9
+#: Validation parts smaller than this, or with fewer patients of a class of the primary task than
+#: :data:`MIN_VAL_PER_CLASS`, are too small to choose an epoch on (a warning says so).
+MIN_VAL_PATIENTS = 20
+MIN_VAL_PER_CLASS = 5
 
 
-def _warn_if_long(seconds: float, epochs_left: int, device: torch.device) -> None:
-    """After the first epoch: warn when the remaining epochs will take long, with a way out."""
+def _warn_if_long(seconds: float, epochs_left: int, device: torch.device,
+                  before: bool = False) -> bool:
+    """Warn when the remaining epochs will take long, with a way out; ``before``: the seconds per
+    epoch are an estimate made before the first epoch. Returns whether it warned."""
     left = seconds * epochs_left
-    if left <= LONG_RUN_S:
-        return
+    if left <= (LONG_RUN_BEFORE_S if before else LONG_RUN_S):
+        return False
     hint = ("; recipe='cpu' (ichprog.recipes) trains a smaller model that learns in minutes on "
-            "a CPU" if device.type == "cpu" else "")
-    warnings.warn(f"training: the first epoch took {seconds:.0f} s, so the remaining "
-                  f"{epochs_left} epoch(s) will take about {_duration(left)} on {device} (early "
-                  f"stopping may end it sooner){hint}", UserWarning, stacklevel=3)
+            "a CPU, and time_budget='10min' fits the epochs to a budget"
+            if device.type == "cpu" else "")
+    if before:
+        what = (f"one epoch is estimated at {_duration_s(seconds)} (a timed step of a few "
+                f"samples), so the {epochs_left} epoch(s) will take about {_duration(left)}")
+    else:
+        what = (f"the first epoch took {seconds:.0f} s, so the remaining {epochs_left} "
+                f"epoch(s) will take about {_duration(left)}")
+    warnings.warn(f"training: {what} on {device} (early stopping may end it sooner){hint}",
+                  UserWarning, stacklevel=3)
+    return True
+
+
+def _duration_s(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else _duration(seconds)
 
 
 def _duration(seconds: float) -> str:
@@ -91,6 +113,8 @@ class _Run:
     scheduler: Any
     steps_per_epoch: int
     pos_weight: dict[str, torch.Tensor] | None
+    started: float = 0.0
+    budget: dict[str, Any] | None = None
 
 
 def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
@@ -136,8 +160,12 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         raise ValueError("empty validation dataset: choosing the best epoch (select='best') and "
                          "early stopping need validation patients; without them use "
                          "TrainConfig(select='last', patience=None)")
-    run = _set_up(model, config, train_ds, val_ds)
+    started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
+    config, plan = _plan(model, config, train_ds, val_ds, out)
+    _warn_small_validation(val_ds, tasks[0], config)
+    run = _set_up(model, config, train_ds, val_ds)
+    run.started, run.budget = started, plan
     state = _RunState()
     if out is not None:
         state = _resume(out, model, run.optimizer, run.scaler, run.run_hash, run.payload,
@@ -157,11 +185,13 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
 
     for epoch in _iter_epochs(state.start_epoch, config.max_epochs, config.progress):
         row = _epoch(model, train_fwd, train_ds, val_ds, tasks, config, run, state, epoch)
-        if epoch == state.start_epoch:
+        if epoch == state.start_epoch and not (plan and (plan["warned"] or plan["budget_s"])):
             _warn_if_long(row["seconds"], config.max_epochs - epoch, run.device)
         done = bool(patience and state.wait >= patience) or epoch == config.max_epochs
         if patience and state.wait >= patience:
             state.stop_reason = "early_stopping"
+        if not done and _out_of_time(run, state):
+            done, state.stop_reason = True, "time_budget"
         if out is not None:
             _save_run(out, model, run.optimizer, run.scaler, state.best_state, state.rows, epoch,
                       state.best_epoch, state.best_score, state.wait, done, state.stop_reason,
@@ -222,7 +252,8 @@ def _epoch(model: MultiTaskNet, train_fwd: Callable[[torch.Tensor], dict[str, to
     vrow, score = _validate(model, val_ds, tasks, config, run)
     row.update(vrow)
     row["val_score"] = score
-    row["improved"] = _track_best(state, model, config, epoch, score)
+    row["improved"] = _track_best(state, model, config, epoch, score,
+                                  float(vrow.get("val_loss", float("nan"))))
     row["lr"] = float(run.optimizer.param_groups[0]["lr"])
     row["seconds"] = time.perf_counter() - t0
     state.rows.append(row)
@@ -248,6 +279,7 @@ def _train_epoch(model: MultiTaskNet,
     sums = {t.name: 0.0 for t in tasks}
     total_sum = 0.0
     n_seen = 0
+    primary_probs: list[torch.Tensor] = []
     for b, batch in enumerate(_progress(loader, config.progress, desc=f"epoch {epoch}",
                                         leave=False, unit="batch")):
         x = _to_device(batch["image"], run.device, run.channels_last)
@@ -256,6 +288,8 @@ def _train_epoch(model: MultiTaskNet,
                            config.batch_size)
         total, per_task = multitask_loss(outputs, targets, tasks, run.pos_weight)
         _check_finite(total, per_task, epoch, b, batch)
+        if tasks[0].kind != "continuous":
+            primary_probs.append(torch.sigmoid(outputs[tasks[0].name].detach().float()[:, 0]))
         weight, step = plan[b]
         run.scaler.scale(total * weight).backward()
         if step:
@@ -270,6 +304,8 @@ def _train_epoch(model: MultiTaskNet,
                            f"{len(train_ds)}")  # type: ignore[arg-type]
     losses = {"train_loss": total_sum / n_seen}
     losses.update({f"train_loss_{k}": v / n_seen for k, v in sums.items()})
+    if primary_probs:  # how far the primary task's outputs spread (near 0: collapsed)
+        losses["train_output_sd"] = float(torch.cat(primary_probs).std(correction=0))
     return losses
 
 
@@ -322,13 +358,17 @@ def _validate(model: MultiTaskNet, val_ds: Dataset, tasks: Sequence[Task], confi
 
 
 def _track_best(state: _RunState, model: MultiTaskNet, config: TrainConfig, epoch: int,
-                score: float) -> bool:
-    """Whether the epoch improved on the best score (always, with ``select="last"``); if so its
-    weights become the best ones, else one more epoch without improvement is counted."""
-    improved = (config.select == "last" or bool(np.isfinite(score) and score > state.best_score)
-                or state.best_epoch == 0)
+                score: float, val_loss: float = float("nan")) -> bool:
+    """Whether the epoch improved on the best one (always, with ``select="last"`` and during the
+    first ``min_epochs`` epochs); if so its weights become the best ones, else one more epoch
+    without improvement is counted. ``select="val_loss"`` ranks epochs by minus the validation
+    loss, ``"best"`` by the monitored score."""
+    crit = -val_loss if config.select == "val_loss" else score
+    warm_up = epoch <= config.min_epochs
+    improved = (config.select == "last" or warm_up or state.best_epoch == 0
+                or bool(np.isfinite(crit) and crit > state.best_score))
     if improved:
-        state.best_score = score if np.isfinite(score) else -math.inf
+        state.best_score = crit if np.isfinite(crit) and not warm_up else -math.inf
         state.best_epoch = epoch
         state.wait = 0
         state.best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
@@ -337,17 +377,185 @@ def _track_best(state: _RunState, model: MultiTaskNet, config: TrainConfig, epoc
     return improved
 
 
+def _warn_small_validation(val_ds: Dataset, primary: Task, config: TrainConfig) -> None:
+    """Warn when an epoch is chosen on a validation part too small to rank epochs by."""
+    n = len(val_ds)  # type: ignore[arg-type]
+    if config.select == "last" or n == 0 or primary.kind == "continuous":
+        return
+    targets = getattr(val_ds, "targets", None) or {}
+    y = targets.get(primary.name)
+    smallest = None
+    if y is not None and len(y):
+        from ichprog.training.inference import targets_to_classes
+
+        counts = np.bincount(targets_to_classes(primary, np.asarray(y)),
+                             minlength=max(primary.n_classes, 2))
+        smallest = int(counts.min())
+    if n >= MIN_VAL_PATIENTS and (smallest is None or smallest >= MIN_VAL_PER_CLASS):
+        return
+    per_class = f", {smallest} in its smallest class of {primary.name!r}" \
+        if smallest is not None else ""
+    warnings.warn(
+        f"training: the validation part holds {n} patient(s){per_class}: too few to choose an "
+        f"epoch on (select={config.select!r}); its score moves in steps of about {1 / n:.2f} "
+        "from one patient to the next. Keep the last epoch (TrainConfig(select='last', "
+        "patience=None), with schedule='onecycle' as in recipe='cpu'), choose on the smoother "
+        "validation loss after a few epochs (select='val_loss', min_epochs=10), or hold out "
+        f"more patients (at least {MIN_VAL_PATIENTS}, {MIN_VAL_PER_CLASS} per class)",
+        UserWarning, stacklevel=3)
+
+
+def _plan(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset, val_ds: Dataset,
+          out: Path | None) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Before the first epoch: the seconds per epoch (a timed probe, on a CPU or under a time
+    budget), a warning when the run will be long, and under ``time_budget`` the number of
+    epochs that fit (``config`` is returned with that ``max_epochs``). A run found in ``out``
+    keeps the epochs it was planned with, so that it resumes (or is reused) as it was."""
+    import sys
+
+    from ichprog.training.checkpoint import read_sidecar
+    from ichprog.training.device import resolve_device
+
+    device = resolve_device(config.device)
+    budget = config.time_budget
+    if budget is None and device.type != "cpu":
+        return config, None
+    try:
+        side = read_sidecar(out) if out is not None else None
+    except ValueError:
+        side = None  # _resume says what is wrong with it
+    plan: dict[str, Any] = {"budget_s": budget, "max_epochs": config.max_epochs,
+                            "planned_epochs": config.max_epochs, "estimated_epoch_s": None,
+                            "warned": False}
+    if side is not None:
+        planned = side.get("config", {}).get("max_epochs")
+        if budget is not None and side.get("config", {}).get("time_budget") is not None \
+                and isinstance(planned, int) and 1 <= planned:
+            plan["planned_epochs"] = planned
+            plan["from_checkpoint"] = True
+            return _with_epochs(config, planned), plan
+        return config, (plan if budget is not None else None)
+    per_epoch = _estimate_epoch_seconds(model, config, train_ds, val_ds, device)
+    plan["estimated_epoch_s"] = per_epoch
+    if per_epoch is None:
+        return config, (plan if budget is not None else None)  # the deadline still applies
+    if budget is None:
+        plan["warned"] = _warn_if_long(per_epoch, config.max_epochs, device, before=True)
+        return config, plan
+    epochs = int(max(1, min(config.max_epochs, math.floor(BUDGET_SHARE * budget / per_epoch))))
+    plan["planned_epochs"] = epochs
+    if config.progress:
+        cycle = " (the one-cycle schedule spans them)" if config.schedule == "onecycle" else ""
+        fits = "" if epochs * per_epoch <= budget else "; even one epoch may not fit"
+        print(f"time budget {_duration_s(budget)}: one epoch estimated at "
+              f"{_duration_s(per_epoch)} -> {epochs} of at most {config.max_epochs} epochs "
+              f"planned{cycle}{fits}", file=sys.stderr, flush=True)
+    return (_with_epochs(config, epochs) if epochs != config.max_epochs else config), plan
+
+
+def _with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, max_epochs=epochs,
+                               min_epochs=min(config.min_epochs, epochs))
+
+
+def _input_shape(ds: Dataset) -> tuple[int, ...] | None:
+    """``(D, H, W)`` of a dataset's volumes without reading one (``None`` when unknown)."""
+    cfg = getattr(ds, "config", None)
+    if cfg is not None and getattr(cfg, "shape", None) is not None:
+        return tuple(int(v) for v in cfg.shape)
+    volumes = getattr(ds, "volumes", None)
+    if volumes is not None and len(volumes):
+        return tuple(int(v) for v in np.shape(volumes[0])[-3:])
+    return None
+
+
+def _estimate_epoch_seconds(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset,
+                            val_ds: Dataset, device: torch.device) -> float | None:
+    """Seconds per epoch, from timed forward and backward passes of a copy of the model on
+    blank volumes of the input size (the model, the random generators and the datasets are left
+    untouched; reading the scans is not counted). A batch of two samples is timed; when that is
+    quick (a small model), a full batch is timed twice, keeping the faster. Validation counts a
+    third of a training step per patient (a forward pass without gradients). ``None`` when the
+    input size is unknown."""
+    import copy
+
+    shape = _input_shape(train_ds)
+    n_train, n_val = len(train_ds), len(val_ds)  # type: ignore[arg-type]
+    if shape is None:
+        return None
+    amp_dtype, _ = resolve_precision(config.precision, device)
+    probe = copy.deepcopy(model).to(device)
+    probe.train()
+
+    def step(k: int) -> float:
+        t0 = time.perf_counter()
+        x = torch.zeros((k, 1, *shape), device=device)
+        with _autocast(device, amp_dtype):
+            outputs = probe(x)
+        sum(o.float().mean() for o in outputs.values()).backward()  # type: ignore[union-attr]
+        probe.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        k = 2
+        t = step(k)
+        full = max(2, min(n_train, config.batch_size))
+        if t < 1.0 and full > k:
+            k = full
+            t = min(step(k), step(k))
+    if k == full:  # timed as the epoch batches it
+        train_s = math.ceil(n_train / config.batch_size) * t
+    else:
+        train_s = n_train * t / k
+    return float(train_s + n_val * (t / k) / 3.0)
+
+
+def _out_of_time(run: _Run, state: _RunState) -> bool:
+    """Under a time budget: whether another epoch as long as the last one would overrun it."""
+    budget = run.budget["budget_s"] if run.budget else None
+    if not budget or not state.rows:
+        return False
+    elapsed = time.perf_counter() - run.started
+    return elapsed + float(state.rows[-1]["seconds"]) > budget
+
+
+def _budget_report(config: TrainConfig, run: _Run, state: _RunState) -> dict[str, Any]:
+    """``{"time_budget": ...}``: what a budget planned and what the run did (empty without a
+    budget); said on stderr when progress is shown."""
+    import sys
+
+    plan = run.budget
+    if not plan or not plan.get("budget_s"):
+        return {}
+    elapsed = time.perf_counter() - run.started
+    epochs = int(state.rows[-1]["epoch"]) if state.rows else 0
+    report = {k: v for k, v in plan.items() if k != "warned"}
+    report.update({"epochs_run": epochs, "elapsed_s": round(elapsed, 1),
+                   "stop_reason": state.stop_reason})
+    if config.progress and not state.finished:
+        how = ("stopped early: the next epoch would not have fit"
+               if state.stop_reason == "time_budget" else "as planned")
+        print(f"time budget {_duration_s(plan['budget_s'])}: {epochs} epoch(s) in "
+              f"{_duration_s(elapsed)} ({how})", file=sys.stderr, flush=True)
+    return {"time_budget": report}
+
+
 def _result(model: MultiTaskNet, config: TrainConfig, run: _Run, state: _RunState,
             out: Path | None) -> TrainResult:
     """The :class:`TrainResult` of a run: a reused finished run as found, else with the best
     weights loaded and the history plotted into ``out``."""
+    extra = _budget_report(config, run, state)
     if state.finished:
         return TrainResult(
             model=model, history=pd.DataFrame(state.rows), best_epoch=state.best_epoch,
             best_score=state.best_score, epochs_run=int(state.resumed_from or 0),
             stop_reason=state.stop_reason, config=config, out_dir=out,
             resumed_from=state.resumed_from, reused=True, device=str(run.device),
-            precision=run.precision_name, config_hash=run.run_hash)
+            precision=run.precision_name, config_hash=run.run_hash, extra=extra)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     history = pd.DataFrame(state.rows)
@@ -356,7 +564,7 @@ def _result(model: MultiTaskNet, config: TrainConfig, run: _Run, state: _RunStat
                          best_score=state.best_score, epochs_run=epochs_run,
                          stop_reason=state.stop_reason, config=config, out_dir=out,
                          resumed_from=state.resumed_from, reused=False, device=str(run.device),
-                         precision=run.precision_name, config_hash=run.run_hash)
+                         precision=run.precision_name, config_hash=run.run_hash, extra=extra)
     if out is not None and len(history):
         try:
             fig = result.plot_history(out / "history.png")
