@@ -417,7 +417,7 @@ def _plan(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset, val_ds: D
     from ichprog.training.device import resolve_device
 
     device = resolve_device(config.device)
-    budget = config.time_budget
+    budget = None if config.time_budget is None else float(config.time_budget)  # seconds
     if budget is None and device.type != "cpu":
         return config, None
     try:
