@@ -249,3 +249,24 @@ def test_fit_without_a_validation_part(cohort, cache, tmp_path):
                            out_dir=tmp_path, **{**SMALL, "config": cfg})
     assert fitted.info["val_ids"] == [] and len(fitted.info["train_ids"]) == len(cohort)
     assert (tmp_path / "model" / "history.png").is_file()  # training curves without validation
+
+
+def test_a_time_budget_plans_the_epochs_of_a_fit_and_of_each_fold(cohort, cache):
+    import time
+
+    long = {**SMALL, "config": TrainConfig(max_epochs=200, batch_size=4, progress=False,
+                                           select="last", patience=None, schedule="onecycle")}
+    t0 = time.perf_counter()
+    model = fit_multitask(cohort, MT_ORD_GCS_BIN_AGE, cache_dir=cache, val_fraction=0,
+                          time_budget="6s", **long)
+    took = time.perf_counter() - t0
+    report = model.info["time_budget"]
+    assert report["max_epochs"] == 200 and 1 <= report["planned_epochs"] < 200
+    assert report["epochs_run"] == model.info["epochs_run"] <= report["planned_epochs"]
+    assert report["budget_s"] <= 6.0 and took < 6.0 + 5.0  # within the budget, give or take
+    assert model.config.max_epochs == report["planned_epochs"]  # the one-cycle spans the plan
+    cv = cross_validate(cohort, MT_ORD_GCS_BIN_AGE, folds=2, seed=0, val_fraction=0,
+                        cache_dir=cache, time_budget=8, **long)
+    assert cv.config["run"]["time_budget"] == 8.0
+    with pytest.raises(ValueError, match="duration"):
+        fit_multitask(cohort, MT_ORD_GCS_BIN_AGE, time_budget="soon", **long)

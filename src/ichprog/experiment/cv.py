@@ -310,7 +310,7 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
                    oversample: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                    preload: bool = False, name: str | None = None, threshold: float = 0.5,
                    keep_checkpoints: bool = False, overwrite: bool = False,
-                   progress: bool = True) -> CVResult:
+                   progress: bool = True, time_budget: float | str | None = None) -> CVResult:
     """The paper's cross-validation of one image model.
 
     Parameters
@@ -348,12 +348,18 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
         Replace folds computed with a different configuration instead of raising.
     progress
         Progress bars.
+    time_budget
+        Wall-clock budget of the whole cross-validation (seconds or e.g. ``"10min"``). Each
+        fold to train gets an equal share of what is left when it starts, and plans its epochs
+        within it as :func:`fit_multitask` does (folds reused from ``out_dir`` cost nothing).
+        Each fold's plan is in its ``fold.json`` (``info.time_budget``).
 
     Returns
     -------
     CVResult
     """
     from ichprog.data import Splits, make_splits
+    from ichprog.training import parse_duration
 
     preset, preprocess, base_config, augment, model_kwargs = _apply_recipe(
         recipe, tasks, trunk, preprocess, config, augment, model_kwargs, seed, progress)
@@ -367,6 +373,8 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
     fold_list = _selected_folds(list(splits.folds), only_folds)
     run_config = _run_config(preset, preprocess, base_config, augment, oversample, model_kwargs,
                              threshold)
+    if time_budget is not None:  # a budget plans fewer epochs: not the same folds as without
+        run_config["time_budget"] = parse_duration(time_budget)
     config_json = {"seed": int(seed), "folds": len(splits.folds), "val_fraction": val_fraction,
                    "run": run_config, "splits_seed": getattr(splits, "seed", None),
                    "versions": package_versions()}
@@ -421,13 +429,16 @@ def _run_folds(cohort: Any, preset: Preset, fold_list: Sequence[Any], seed: int,
                name: str) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[int]]:
     """Every fold in turn, read back from ``store`` when it is finished there, else trained:
     the prediction tables, the training histories and the indices of the reused folds."""
+    import time
+
     from tqdm.auto import tqdm
 
     preds: list[pd.DataFrame] = []
     hists: list[pd.DataFrame] = []
     reused: list[int] = []
-    for fold in tqdm(fold_list, desc=f"cross-validation {name}", unit="fold",
-                     disable=not fit_kwargs["progress"]):
+    started, budget = time.perf_counter(), run_config.get("time_budget")
+    for i, fold in enumerate(tqdm(fold_list, desc=f"cross-validation {name}", unit="fold",
+                     disable=not fit_kwargs["progress"])):
         fold_seed = derive_seed(seed, fold.index)
         fold_hash = stable_hash({"run": run_config, "seed": fold_seed, "train": fold.train,
                                  "val": fold.val, "test": fold.test}, length=20)
@@ -438,8 +449,17 @@ def _run_folds(cohort: Any, preset: Preset, fold_list: Sequence[Any], seed: int,
         else:
             store.start(fold.index, fold_hash, fold_seed)
             cfg = dataclasses.replace(base_config, seed=fold_seed)
+            kwargs = dict(fit_kwargs)
+            if budget is not None:
+                left = budget - (time.perf_counter() - started)
+                if left <= 0:
+                    raise TimeoutError(
+                        f"time_budget of {budget:g} s spent before fold {fold.index}; the folds "
+                        "finished so far are kept in out_dir (if given) and reused by the next "
+                        "call")
+                kwargs["time_budget"] = left / (len(fold_list) - i)
             p, h, info = _run_fold(cohort, preset, fold, cfg, fold_seed, store.folder(fold.index),
-                                   fit_kwargs, threshold, name)
+                                   kwargs, threshold, name)
             store.finish(fold, fold_hash, fold_seed, p, info)
         preds.append(p)
         if h is not None:

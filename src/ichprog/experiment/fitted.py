@@ -261,7 +261,7 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
                   cache_dir: Any = None, augment: Any = None, oversample: bool = True,
                   model_kwargs: Mapping[str, Any] | None = None, preload: bool = False,
                   keep_checkpoints: bool = True, overwrite: bool = False,
-                  progress: bool = True) -> FittedModel:
+                  progress: bool = True, time_budget: float | str | None = None) -> FittedModel:
     """Train one multi-task image model on a cohort (by default with the paper's recipe).
 
     Parameters
@@ -310,20 +310,35 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
         Replace a run with a different configuration in ``out_dir`` instead of raising.
     progress
         Progress bars.
+    time_budget
+        Wall-clock budget of the whole call: seconds or a string such as ``"3min"``. The scans
+        are pre-processed first (into the volume cache), then the training loop times a step,
+        plans the epochs that fit in what is left (at most the recipe's) and stops cleanly if
+        it still runs late (see :class:`~ichprog.training.TrainConfig` ``time_budget``). What it
+        did is in ``info["time_budget"]`` and :meth:`FittedModel.summary`. With the one-cycle
+        schedule of ``recipe="cpu"``, fewer epochs make a shorter cycle (warm-up over the first
+        20 % of the planned steps, annealing to about zero by the last).
 
     Returns
     -------
     FittedModel
     """
-    from ichprog.models import MultiTaskNet
-    from ichprog.training import seed_everything, train
+    import time
 
+    from ichprog.models import MultiTaskNet
+    from ichprog.training import parse_duration, seed_everything, train
+
+    started = time.perf_counter()
+    budget = parse_duration(time_budget) if time_budget is not None else None
     preset, preprocess, config, augment, model_kwargs = _apply_recipe(
         recipe, tasks, trunk, preprocess, config, augment, model_kwargs, seed, progress)
     ids, val_list = _training_parts(cohort, preset, train_ids, val_ids,
                                     _val_fraction(recipe, val_fraction), seed)
     train_ds, val_ds, train_list = _datasets(cohort, preset, ids, val_list, preprocess, cache_dir,
                                              augment, oversample, derive_seed(seed, 1), preload)
+    if budget is not None:
+        config = _budgeted(config, budget, started, cohort, [*ids, *val_list], train_ds,
+                           progress)
     seed_everything(derive_seed(seed, 2))
     model = MultiTaskNet(preset, **dict(model_kwargs or {}))
     out = Path(out_dir) if out_dir is not None else None
@@ -338,10 +353,27 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
         "augment": augment if isinstance(augment, bool) else dataclasses.asdict(augment),
         **_run_info(result),
     }
-    fitted = FittedModel(result.model, preprocess, config, result.history, info)
+    # the configuration that ran (a time budget may have planned fewer epochs)
+    fitted = FittedModel(result.model, preprocess, result.config, result.history, info)
     if out is not None:
         _write_fitted(fitted, result, out, ckpt, keep_checkpoints)
     return fitted
+
+
+def _budgeted(config: Any, budget: float, started: float, cohort: Any, ids: Sequence[str],
+              train_ds: Any, progress: bool) -> Any:
+    """The training configuration with what is left of ``budget`` after pre-processing the
+    scans of ``ids`` into the volume cache (so that the first epoch is timed like the others)."""
+    import time
+
+    cache = getattr(train_ds, "cache", None)
+    if cache is not None:
+        cache.warm([cohort.image_path(i) for i in ids], progress=progress)
+    left = budget - (time.perf_counter() - started)
+    if left <= 0:
+        raise TimeoutError(f"time_budget of {budget:g} s was spent pre-processing the scans; "
+                           "nothing is left to train (the cache now holds them: call again)")
+    return dataclasses.replace(config, time_budget=left)
 
 
 def _training_parts(cohort: Any, preset: Preset, train_ids: Sequence[str] | None,
@@ -371,6 +403,7 @@ def _run_info(result: Any) -> dict[str, Any]:
         "config_hash": result.config_hash,
         "reused": result.reused,
         "resumed_from": result.resumed_from,
+        **result.extra,  # "time_budget": what a budget planned and what the run did
     }
 
 
