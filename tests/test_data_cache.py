@@ -140,3 +140,19 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         cache.get(tmp_path / "bone.nii.gz")
     with pytest.raises(TypeError):
         VolumeCache(tmp_path, config="paper")  # type: ignore[arg-type]
+
+
+def test_the_default_cache_says_where_it_is_once(tmp_path, monkeypatch, capsys):
+    import ichprog.data.cache as cache_mod
+    from ichprog.data import PreprocessConfig, VolumeCache
+
+    monkeypatch.setenv("ICHPROG_CACHE", str(tmp_path / "c"))
+    monkeypatch.setattr(cache_mod, "_ANNOUNCED", set())
+    (tmp_path / "c" / "k").mkdir(parents=True)
+    np.save(tmp_path / "c" / "k" / "x.npy", np.zeros(2**19, np.float32))  # 2 MiB
+    VolumeCache(config=PreprocessConfig((8, 8, 8)))
+    VolumeCache(config=PreprocessConfig((8, 8, 8)))
+    VolumeCache(tmp_path / "explicit", PreprocessConfig((8, 8, 8)))
+    err = capsys.readouterr().err
+    assert err.count("pre-processed volumes are cached in") == 1
+    assert str(tmp_path / "c") in err and "(2 MiB there now)" in err and "cache_dir=False" in err

@@ -431,3 +431,21 @@ def test_overwrite_leaves_no_stale_patient(tmp_path: Path) -> None:
     loaded = load_cohort(tmp_path / "clinical.csv", image_dir=tmp_path,
                          mask_dir=tmp_path / "masks")
     assert loaded.ids == ["1", "2", "3"]
+
+
+def test_the_same_call_again_returns_the_cohort_on_disk(tmp_path: Path) -> None:
+    first = make_phantom_cohort(3, seed=2, out_dir=tmp_path, shape=SMALL, progress=False)
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    again = make_phantom_cohort(3, seed=2, out_dir=tmp_path, shape=SMALL, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
+    pd.testing.assert_frame_equal(again.table, first.table)
+    assert again.image_paths == first.image_paths and again.mask_paths == first.mask_paths
+    # another cohort in the same folder: how to reuse or replace it
+    with pytest.raises(FileExistsError, match=r"n=3, seed=2.*load_cohort.*overwrite=True"):
+        make_phantom_cohort(3, seed=5, out_dir=tmp_path, shape=SMALL, progress=False)
+    with pytest.raises(FileExistsError, match="other PhantomConfig settings"):
+        make_phantom_cohort(3, seed=2, out_dir=tmp_path, shape=SMALL, progress=False,
+                            noise_hu=0.0)
+    next(iter(first.image_paths.values())).unlink()
+    with pytest.raises(FileExistsError, match="missing"):
+        make_phantom_cohort(3, seed=2, out_dir=tmp_path, shape=SMALL, progress=False)

@@ -38,6 +38,24 @@ CACHE_ENV = "ICHPROG_CACHE"
 
 _CHUNK = 1 << 20
 
+# Default cache roots already announced in this process (each is said once).
+_ANNOUNCED: set[str] = set()
+
+
+def _announce(root: Path) -> None:
+    """Say once per process where the default cache lives and how much it holds."""
+    import sys
+
+    key = str(root)
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    size = sum(f.stat().st_size for f in root.rglob("*.npy")) if root.is_dir() else 0
+    print(f"ichprog: pre-processed volumes are cached in {root} ({size / 2**20:.0f} MiB there "
+          f"now); ${CACHE_ENV} or cache_dir= moves it, cache_dir=False turns it off, "
+          "VolumeCache(root, config).clear() empties one configuration", file=sys.stderr,
+          flush=True)
+
 
 def default_cache_root() -> Path:
     """``$ICHPROG_CACHE`` if set, else ``~/.cache/ichprog``."""
@@ -91,7 +109,9 @@ class VolumeCache:
     ----------
     root
         Cache folder; default :func:`default_cache_root` (``$ICHPROG_CACHE`` or
-        ``~/.cache/ichprog``). Created on first write.
+        ``~/.cache/ichprog``), whose place and size are printed (to stderr) the first time a
+        process uses it. Created on first write. An entry takes ``4 * D * H * W`` bytes: about
+        0.3 MB at 32 x 48 x 48, 14.5 MB at the paper's 40 x 301 x 301 (3.8 GB for 261 patients).
     config
         Pre-processing settings; default :class:`~ichprog.data.PreprocessConfig` (the paper's).
 
@@ -120,6 +140,8 @@ class VolumeCache:
         if not isinstance(self.config, PreprocessConfig):
             raise TypeError(f"config must be a PreprocessConfig, got {type(self.config).__name__}")
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
+        if root is None:
+            _announce(self.root)
         self.folder = self.root / self.config.key()
         self._digests: dict[tuple[str, int, int], str] = {}
         self.hits = 0

@@ -1191,8 +1191,10 @@ def make_phantom_cohort(
     overwrite
         Allow writing into a folder that already holds a phantom cohort: the scans and masks
         of its patients (as listed by its ``phantom_config.json``) are deleted first, so that
-        no stale patient is left behind; other files are left alone. Without it such a folder
-        raises ``FileExistsError``.
+        no stale patient is left behind; other files are left alone. Without it, a folder
+        holding the cohort of the same ``n``, ``seed`` and configuration is returned as it is
+        (nothing is written: running a notebook cell twice costs nothing), and one holding
+        another cohort raises ``FileExistsError`` saying how to reuse or replace it.
     **overrides
         Any :class:`PhantomConfig` field, e.g. ``image_signal=2.0`` or ``noise_hu=0``.
 
@@ -1224,10 +1226,31 @@ def make_phantom_cohort(
         config = dataclasses.replace(config, **overrides)
     out = Path(tempfile.mkdtemp(prefix="ichprog_phantom_")) if out_dir is None else Path(out_dir)
     out = out.absolute()
-    if (out / "phantom_config.json").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a phantom cohort; pass overwrite=True or "
-                              f"choose another out_dir")
     table, truth = phantom_table(n, seed, config)
+    meta = {"n": int(n), "seed": int(seed), "config": config.to_dict()}
+    if (out / "phantom_config.json").exists() and not overwrite:
+        # the same call again (a notebook cell run twice): the cohort on disk is this one
+        found = json.loads((out / "phantom_config.json").read_text(encoding="utf-8"))
+        folder = {0: GOOD_FOLDER, 1: POOR_FOLDER}
+        paths = {str(int(r["PatientID"])): (out / folder[int(r["label"])] / f"{int(r['PatientID'])}"
+                                            ".nii.gz", out / "masks" / f"{int(r['PatientID'])}"
+                                            "_mask.nii.gz") for r in truth.to_dict("records")}
+        same = found == json.loads(json.dumps(meta))
+        if same and all(a.is_file() and b.is_file() for a, b in paths.values()):
+            return Cohort(table, {k: a for k, (a, _) in paths.items()},
+                          {k: b for k, (_, b) in paths.items()}, root=out)
+        if same:
+            what = "this phantom cohort, with scans or masks missing"
+        else:
+            other = "" if found.get("config") == json.loads(json.dumps(meta["config"])) else \
+                " and other PhantomConfig settings"
+            what = f"another phantom cohort (n={found.get('n')}, seed={found.get('seed')}{other})"
+        raise FileExistsError(
+            f"{out} already holds {what}. To use it, call make_phantom_cohort with the settings "
+            f"in {out / 'phantom_config.json'} (the same call returns the cohort on disk) or "
+            f"ichprog.data.load_cohort({str(out / 'clinical.csv')!r}, image_dir={str(out)!r}, "
+            f"mask_dir={str(out / 'masks')!r}); to replace it pass overwrite=True; or choose "
+            "another out_dir")
     if (out / "phantom_config.json").exists():
         _remove_previous(out, GOOD_FOLDER, POOR_FOLDER)
     for sub in (GOOD_FOLDER, POOR_FOLDER, "masks"):
@@ -1253,7 +1276,6 @@ def make_phantom_cohort(
         truth[c] = measured[c]
     table.to_csv(out / "clinical.csv", index=False, encoding="utf-8")
     truth.to_csv(out / "phantom_truth.csv", index=False, float_format="%.10g")
-    meta = {"n": int(n), "seed": int(seed), "config": config.to_dict()}
     (out / "phantom_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                              encoding="utf-8")
     return Cohort(table, image_paths, mask_paths, root=out)
