@@ -303,3 +303,21 @@ def test_masks_beside_scans_and_loose_scans(cohort_dir: Path) -> None:
     save_volume(head_ct(), np.eye(4), cohort_dir / "stray.nii.gz")
     with pytest.warns(IncompletePatientsWarning, match=r"stray\.nii\.gz"):
         load_cohort(cohort_dir / "clinical.csv")
+
+
+def test_labels_are_keyed_by_patient_id():
+    from ichprog.data import Cohort
+
+    table = pd.DataFrame({"PatientID": ["59", "7", "3"], "Label (poor_prognosis)": [1, 0, 1],
+                          "GCS": [6, 14, 9], "Age": [81, 64, 70]})
+    cohort = Cohort(table, image_paths=None)
+    labels = cohort.labels
+    assert labels["7"] == 0 and labels.iloc[0] == 1 and labels.index.name == "PatientID"
+    assert list(labels.index) == cohort.ids and labels.tolist() == [1, 0, 1]
+    assert labels[:2].tolist() == [1, 0] and float(np.mean(labels)) == pytest.approx(2 / 3)
+    # a position where an ID belongs: a clear error, not another patient's label
+    with pytest.raises(KeyError, match=r"keyed by PatientID.*labels\['2'\].*labels.iloc\[2\]"):
+        labels[2]
+    with pytest.raises(KeyError, match="no patient '8'"):
+        labels["8"]
+    assert type(labels + 0) is pd.Series  # derived values are plain Series

@@ -270,3 +270,14 @@ def test_a_time_budget_plans_the_epochs_of_a_fit_and_of_each_fold(cohort, cache)
     assert cv.config["run"]["time_budget"] == 8.0
     with pytest.raises(ValueError, match="duration"):
         fit_multitask(cohort, MT_ORD_GCS_BIN_AGE, time_budget="soon", **long)
+
+
+def test_predict_rows_are_keyed_by_patient_id(fitted, cohort):
+    small = cohort.subset(cohort.ids[:3])
+    by_cohort = fitted.predict(small)
+    by_map = fitted.predict({pid: small.image_path(pid) for pid in reversed(small.ids)})
+    assert by_cohort.index.name == by_map.index.name == "PatientID"
+    assert list(by_cohort.index) == small.ids and list(by_map.index) == small.ids[::-1]
+    pd.testing.assert_frame_equal(by_map.loc[small.ids], by_cohort, check_exact=False)
+    # the labels line up with the predictions by key
+    assert (small.labels.loc[by_cohort.index] == small.labels).all()

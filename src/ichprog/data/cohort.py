@@ -244,6 +244,29 @@ def _as_path_map(
 # ----------------------------------------------------------------------------------------------
 # Cohort
 # ----------------------------------------------------------------------------------------------
+class _Labels(pd.Series):
+    """A cohort's labels keyed by patient ID, whose key errors say how to index them."""
+
+    @property
+    def _constructor(self) -> type[pd.Series]:  # derived values are plain Series
+        return pd.Series
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(_label_key_hint(self.index, key)) from None
+
+
+def _label_key_hint(index: pd.Index, key: Any) -> str:
+    example = repr(index[0]) if len(index) else "'<PatientID>'"
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        return (f"cohort.labels is keyed by PatientID (strings such as {example}), and {key!r} "
+                f"is not one: for patient {str(key)!r} use cohort.labels[{str(key)!r}], for the "
+                f"patient at position {key} of cohort.ids use cohort.labels.iloc[{key}]")
+    return f"no patient {key!r} in cohort.labels (IDs such as {example})"
+
+
 class Cohort:
     """A clinical table and the CT (and optional lesion mask) of every patient.
 
@@ -400,9 +423,17 @@ class Cohort:
         return self._masks.get(pid)
 
     @property
-    def labels(self) -> np.ndarray:
-        """The prognosis label (0 good, 1 poor) as an int64 array in :attr:`ids` order."""
-        return self.table[schema.LABEL_COLUMN].to_numpy(dtype=float).astype(np.int64)
+    def labels(self) -> pd.Series:
+        """The prognosis label (0 good, 1 poor) of every patient: an int64 Series indexed by
+        ``PatientID``, in :attr:`ids` order, like :attr:`image_paths` and :attr:`mask_paths`.
+
+        ``cohort.labels["59"]`` is patient 59's label, whatever its position. It works where
+        an array does (``np.mean``, ``.tolist()``, slices, scikit-learn); for the i-th
+        patient use ``cohort.labels.iloc[i]``. Indexing it with a number that is not a patient
+        ID raises a ``KeyError`` that says so, instead of picking a patient by position.
+        """
+        values = self.table[schema.LABEL_COLUMN].to_numpy(dtype=float).astype(np.int64)
+        return _Labels(values, index=pd.Index(self.ids, name=schema.ID_COLUMN), name="label")
 
     def subset(self, ids: Iterable[Any]) -> Cohort:
         """A cohort of the given patients, in the given order.

@@ -52,8 +52,11 @@ class FittedModel:
     * numpy arrays: taken as **already pre-processed** ``(D, H, W)`` volumes of shape
       ``preprocess.shape`` with values in ``[0, 1]`` (a ``(N, D, H, W)`` stack is N volumes).
       Arrays in Hounsfield units are refused; pass the file or pre-process them first;
-    * a :class:`~ichprog.data.Cohort`: every patient's scan, pre-processed (rows are its IDs);
-    * a list mixing paths and arrays.
+    * a :class:`~ichprog.data.Cohort`: every patient's scan, pre-processed (rows are keyed by
+      ``PatientID``);
+    * a mapping ``{PatientID: path or array}`` (e.g. ``cohort.image_paths``): rows keyed by
+      ``PatientID``;
+    * a list mixing paths and arrays (rows keyed by the path, or the array's position).
     """
 
     def __init__(self, model: Any, preprocess: Any, config: Any, history: pd.DataFrame | None = None,
@@ -86,6 +89,10 @@ class FittedModel:
 
         if isinstance(inputs, Cohort):
             return CTDataset(inputs, inputs.ids, self.preprocess, cache_dir=cache_dir)
+        if isinstance(inputs, Mapping):  # {PatientID: path or array}
+            keyed = self._dataset(list(inputs.values()), cache_dir)
+            keyed.ids = [str(k) for k in inputs]
+            return keyed
         if isinstance(inputs, str | Path):
             inputs = [inputs]
         elif isinstance(inputs, np.ndarray):
@@ -180,13 +187,17 @@ class FittedModel:
         Returns
         -------
         pandas.DataFrame
-            Indexed by input (the path, the array's position or the patient ID), with the
-            probability columns of :func:`prediction_columns` and ``<task>_pred`` (decoded
-            class) for every task.
+            Indexed by ``PatientID`` for a Cohort or a mapping, else by input (the path or the
+            array's position, index name ``input``), with the probability columns of
+            :func:`prediction_columns` and ``<task>_pred`` (decoded class) for every task.
         """
+        from ichprog.data import Cohort
+
         ds = self._dataset(inputs, kwargs.pop("cache_dir", False))
         probs = self._predict_ds(ds, **kwargs)
         frame = _prediction_frame(ds.ids, probs, self.tasks, threshold=threshold)
+        if isinstance(inputs, Cohort | Mapping):
+            return frame.set_index(ID_COLUMN)
         return frame.rename(columns={ID_COLUMN: "input"}).set_index("input")
 
     def _predict_ds(self, ds: Any, batch_size: int | None = None, device: str | None = None,
