@@ -1231,8 +1231,8 @@ def make_phantom_cohort(
     if (out / "phantom_config.json").exists() and not overwrite:
         # the same call again (a notebook cell run twice): the cohort on disk is this one
         found = json.loads((out / "phantom_config.json").read_text(encoding="utf-8"))
-        folder = {0: GOOD_FOLDER, 1: POOR_FOLDER}
-        paths = {str(int(r["PatientID"])): (out / folder[int(r["label"])] / f"{int(r['PatientID'])}"
+        by_label = {0: GOOD_FOLDER, 1: POOR_FOLDER}
+        paths = {str(int(r["PatientID"])): (out / by_label[int(r["label"])] / f"{int(r['PatientID'])}"
                                             ".nii.gz", out / "masks" / f"{int(r['PatientID'])}"
                                             "_mask.nii.gz") for r in truth.to_dict("records")}
         same = found == json.loads(json.dumps(meta))
