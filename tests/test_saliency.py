@@ -688,3 +688,24 @@ def test_figures_crop_to_the_head():
     assert fig.axes[0].images[0].get_array().shape == (12, 11)
     fig = S.plot_slices(vol, sal, slices=[2], crop=False)
     assert fig.axes[0].images[0].get_array().shape == (16, 16)
+
+
+def test_figures_show_the_top_of_the_map_and_say_so():
+    rng = np.random.default_rng(0)
+    vol = np.zeros((4, 20, 20), np.float32)
+    vol[:, 2:18, 2:18] = 0.5  # the head: 4 x 16 x 16 voxels
+    sal = np.zeros_like(vol)
+    sal[:, 2:18, 2:18] = rng.uniform(0.0, 0.4, size=(4, 16, 16))
+    sal[1, 8, 8] = 1.0  # one bright voxel sets the scale: a 0.5 threshold would keep it alone
+    fig = S.plot_slices(vol, sal, slices=[1], crop=False)
+    shown = fig.axes[0].images[1].get_array()
+    head = sal[1, 2:18, 2:18]
+    cut = np.percentile(sal[:, 2:18, 2:18], 95)
+    assert np.ma.count(shown) == int((head >= cut).sum()) > 1
+    note = fig.texts[-1].get_text()
+    assert "top 5 %" in note and f"saliency >= {cut:.2f}" in note and "5.1 % of head voxels" in note
+    everything = S.plot_slices(vol, sal, slices=[1], crop=False, top=None)
+    assert np.ma.count(everything.axes[0].images[1].get_array()) == int((head > 0).sum())
+    assert "every non-zero voxel" in everything.texts[-1].get_text()
+    with pytest.raises(ValueError, match="top must be a percentage"):
+        S.plot_slices(vol, sal, top=0)

@@ -128,6 +128,38 @@ def _crop_box(ct: np.ndarray, vrange: tuple[float, float], crop: bool,
             slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
 
 
+#: Default share of the head's voxels (percent) that a figure shows the map on: its top.
+TOP_PERCENT = 5.0
+
+
+def _top_of_map(sal: np.ndarray, ct: np.ndarray, vrange: tuple[float, float],
+                top: float | None) -> tuple[np.ndarray, float, float]:
+    """The map with everything below its ``100 - top`` percentile over the head (the voxels
+    above the display minimum; all voxels if none) set to zero, the cut-off, and the percent of
+    head voxels left visible. ``top=None`` keeps every non-zero voxel."""
+    head = ct > vrange[0]
+    ref = sal[head] if head.any() else sal.ravel()
+    if top is None:
+        cut = 0.0
+    else:
+        if not 0.0 < float(top) <= 100.0:
+            raise ValueError(f"top must be a percentage in (0, 100] or None, got {top!r}")
+        cut = float(np.percentile(ref, 100.0 - float(top)))
+    shown = np.where((sal >= cut) & (sal > 0), sal, 0.0).astype(np.float32)
+    visible = 100.0 * float(np.mean(shown[head] > 0 if head.any() else shown > 0))
+    return shown, cut, visible
+
+
+def _top_note(top: float | None, cut: float | None, visible: float | None) -> str:
+    if top is None:
+        rule = "every non-zero voxel of the map is shown"
+    else:
+        rule = f"map shown on its top {top:g} % over the head (percentile {100 - top:g})"
+    if cut is not None and visible is not None:
+        rule += f": saliency >= {cut:.2f}, {visible:.2g} % of head voxels visible"
+    return rule
+
+
 def _draw(ax: Any, ct: np.ndarray, sal: np.ndarray | None, mask: np.ndarray | None,
           vrange: tuple[float, float], alpha: float, cmap: str,
           tf: Callable[[np.ndarray], np.ndarray]) -> Any:
@@ -167,7 +199,8 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
                 window: Literal["auto"] | tuple[float, float] | None = "auto",
                 alpha: float = 0.5, cmap: str = "inferno", title: str | None = None,
                 orientation: Orientation = "radiological", crop: bool = True,
-                path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
+                path: str | os.PathLike[str] | None = None, dpi: int = 120,
+                top: float | None = TOP_PERCENT) -> Any:
     """A slice panel of one patient: the CT with the saliency map overlaid.
 
     Parameters
@@ -203,6 +236,14 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
         Save the figure there (PNG by the extension), creating folders.
     dpi
         Resolution of the saved file.
+    top
+        Show the map only on its top ``top`` percent over the head (default 5: the voxels at
+        or above its 95th percentile over the voxels brighter than the display minimum); the
+        rest stays transparent so the CT shows. A fixed threshold such as the paper's 0.5 on a
+        min-max scaled map can leave almost nothing visible (one bright voxel sets the scale),
+        while a percentile always shows where the map is highest. The rule, its cut-off and
+        the share of head voxels visible are written under the figure. ``None``: every
+        non-zero voxel (for a map already thresholded as in the paper).
 
     Returns
     -------
@@ -221,6 +262,7 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
     if bad or not slices:
         raise ValueError(f"slice indices must lie in 0..{ct.shape[0] - 1}, got {slices}")
     vrange = _display_range(ct, window)
+    sal, cut, visible = _top_of_map(sal, ct, vrange, top)
     tf = _orient(orientation)
     rows, cols = _crop_box(ct, vrange, crop)
     ncols = len(slices)
@@ -235,6 +277,8 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
         fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.01, label="saliency")
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.text(0.01, 0.005, _top_note(top, cut, visible), fontsize=7, color="dimgray",
+             ha="left", va="bottom")
     _save(fig, path, dpi)
     return fig
 
@@ -248,7 +292,8 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
                     window: Literal["auto"] | tuple[float, float] | None = "auto",
                     alpha: float = 0.5, cmap: str = "inferno",
                     orientation: Orientation = "radiological", crop: bool = True,
-                    path: str | os.PathLike[str] | None = None, dpi: int = 120) -> Any:
+                    path: str | os.PathLike[str] | None = None, dpi: int = 120,
+                    top: float | None = TOP_PERCENT) -> Any:
     """A grid comparing models on the same patients (like the paper's Fig. 5 and 6).
 
     One row per patient (in the order of ``volumes``), one column for the CT and one per model,
@@ -277,6 +322,9 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
         ``{model: column title}`` (default the model names).
     window, alpha, cmap, orientation, crop, path, dpi
         See :func:`plot_slices`.
+    top
+        Each map is shown on its own top ``top`` percent over the patient's head (see
+        :func:`plot_slices`); stated under the figure.
 
     Returns
     -------
@@ -321,6 +369,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             total = np.sum([sal[m] for m in models], axis=0)
             s = select_slices(total, msk, n=1, by=by if msk is not None else "saliency")[0]
         vrange = _display_range(ct, window)
+        sal = {m: _top_of_map(a, ct, vrange, top)[0] for m, a in sal.items()}
         rows, cols = _crop_box(ct, vrange, crop)
         m_slice = msk[s, rows, cols] if msk is not None else None
         _draw(axes[r, 0], ct[s, rows, cols], None, m_slice, vrange, alpha, cmap, tf)
@@ -337,5 +386,7 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             axes[r, c].set_title(text, fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, label="saliency")
+    note = _top_note(top, None, None).replace("map shown", "each map shown")
+    fig.text(0.01, 0.002, note, fontsize=7, color="dimgray", ha="left", va="bottom")
     _save(fig, path, dpi)
     return fig
