@@ -281,3 +281,37 @@ def test_predict_rows_are_keyed_by_patient_id(fitted, cohort):
     pd.testing.assert_frame_equal(by_map.loc[small.ids], by_cohort, check_exact=False)
     # the labels line up with the predictions by key
     assert (small.labels.loc[by_cohort.index] == small.labels).all()
+
+
+def test_rich_displays(fitted, cv, cohort):
+    html = cohort._repr_html_()
+    n_good = int((cohort.labels == 0).sum())
+    assert f"Cohort: {len(cohort)} patients" in html and f"{n_good} (" in html
+    assert "GCS (15 to 3)" in html and "keyed by PatientID" in html
+    page = fitted._repr_html_()
+    assert "FittedModel" in page and "data:image/png;base64," in page
+    assert "kept epoch" in page and str(fitted.info["best_epoch"]) in page
+    table = cv._repr_html_()
+    assert "CVResult" in table and "<table" in table
+    assert cv.summary().iloc[0, 0] in table  # the mean ± SD cells are shown
+
+
+def test_a_model_that_did_not_learn_is_flagged(fitted):
+    flat = FittedModel(fitted.model, fitted.preprocess, fitted.config,
+                       pd.DataFrame({"epoch": [1, 2], "train_loss": [0.7, 0.7],
+                                     "val_score": [0.5, 0.5], "val_prognosis_auc": [0.5, 0.52],
+                                     "improved": [True, False],
+                                     "train_output_sd": [0.01, 0.004]}),
+                       {**fitted.info, "best_epoch": 1})
+    problems = flat.learning_problems()
+    assert len(problems) == 3
+    assert "0.5 in every epoch" in problems[0] and "at chance" in problems[1]
+    assert "collapsed" in problems[2] and "SD 0.004" in problems[2]
+    assert "did not learn" in flat._repr_html_()
+    healthy = FittedModel(fitted.model, fitted.preprocess, fitted.config,
+                          pd.DataFrame({"epoch": [1], "train_loss": [0.6], "val_score": [0.7],
+                                        "val_prognosis_auc": [0.8], "improved": [True],
+                                        "train_output_sd": [0.2]}),
+                          {**fitted.info, "best_epoch": 1})
+    assert healthy.learning_problems() == [] and "did not learn" not in healthy._repr_html_()
+    assert healthy.summary()["kept epoch"].startswith("1 (select=")

@@ -579,6 +579,32 @@ class Cohort:
         out["dropped"] = len(self.dropped)
         return pd.Series(out, name="cohort", dtype=object)
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: label balance, GCS distribution, age and files."""
+        from ichprog import _display as d
+
+        label = self.labels
+        parts = [d.bars({"good (0)": int((label == 0).sum()), "poor (1)": int((label == 1).sum())},
+                        "prognosis label")]
+        t = self.table
+        if schema.GCS_COLUMN in t.columns:
+            gcs = pd.to_numeric(t[schema.GCS_COLUMN], errors="coerce")
+            counts = {g: int((gcs == g).sum()) for g in range(15, 2, -1)}
+            parts.append(d.bars(counts, "GCS (15 to 3)", width_px=120))
+        info: dict[str, Any] = {}
+        if schema.AGE_COLUMN in t.columns:
+            age = pd.to_numeric(t[schema.AGE_COLUMN], errors="coerce")
+            info["age"] = (f"{age.mean():.1f} ± {age.std(ddof=1) if len(age) > 1 else 0:.1f} "
+                           f"years, {int((age >= AGE_THRESHOLD).sum())} aged "
+                           f"{AGE_THRESHOLD:g} or more")
+        info["scans"] = len(self._images)
+        info["lesion masks"] = len(self._masks)
+        info["left out"] = len(self.dropped) or None
+        info["folder"] = str(self.root) if self.root is not None else None
+        info["keys"] = "labels, image_paths, mask_paths and targets() are keyed by PatientID"
+        title = f"Cohort: {len(self)} patients"
+        return d.panel(title, ["<div>", *parts, "</div>", d.facts(info)])
+
     def __repr__(self) -> str:
         label = self.labels
         where = f", root={str(self.root)!r}" if self.root is not None else ""

@@ -38,6 +38,22 @@ class AblationResult:
     task: str
     figure_path: Path | None = None
 
+    def summary(self, decimals: int = 2) -> pd.DataFrame:
+        """Mean ± SD over folds of every configuration (:func:`ichprog.metrics.summarize`)."""
+        from ichprog.metrics import summarize
+
+        return summarize(self.metrics, decimals=decimals)
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the mean ± SD table of every configuration for the shown task."""
+        from ichprog import _display as d
+
+        table = self.summary().reset_index()
+        if "task" in table:
+            table = table[table["task"] == self.task]
+        return d.panel(f"AblationResult: {len(self.results)} configurations, task {self.task!r}",
+                       [d.frame(table)])
+
     def plot(self, path: str | Path | None = None, metrics: Sequence[str] | None = None,
              kind: str = "box") -> Any:
         """Plot the ablation: one panel per metric, one box (``kind="box"``) or mean ± SD bar

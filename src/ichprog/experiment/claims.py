@@ -327,6 +327,12 @@ class ClaimsResult:
         """``claim, verdict, effect, ci_low, ci_high`` (and the statement), one row per claim."""
         return self.claims.loc[:, [*CLAIM_COLUMNS, "statement"]].reset_index(drop=True)
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: the verdict table of :meth:`summary`."""
+        from ichprog import _display as d
+
+        return d.panel(f"ClaimsResult: {len(self.claims)} claims", [d.frame(self.summary())])
+
     def __repr__(self) -> str:
         verdicts = ", ".join(f"{c}: {v}" for c, v in zip(self.claims["claim"],
                                                          self.claims["verdict"]))

@@ -76,6 +76,19 @@ class CVResult:
                 f"folds={len(self.folds)}, patients={len(self.predictions)}, "
                 f"reused_folds={self.reused_folds})")
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: the mean ± SD table of :meth:`summary` and how the run was made."""
+        from ichprog import _display as d
+
+        budget = self.config.get("run", {}).get("time_budget")
+        info = {"tasks": ", ".join(self.preset.task_names), "folds": len(self.folds),
+                "test predictions": len(self.predictions),
+                "reused folds": ", ".join(map(str, self.reused_folds)) or None,
+                "time budget": f"{budget:.0f} s" if budget else None,
+                "folder": str(self.out_dir) if self.out_dir is not None else None}
+        return d.panel(f"CVResult: {self.name}",
+                       [d.facts(info), d.frame(self.summary().reset_index())])
+
     def _fold_frame(self, fold: int | None) -> pd.DataFrame:
         if fold is None:
             return self.predictions

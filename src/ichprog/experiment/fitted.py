@@ -26,6 +26,11 @@ from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
 
 FITTED_FORMAT = "ichprog-fitted-model/1"
 
+#: :meth:`FittedModel.learning_problems`: a validation AUC closer than this to 0.5 is at chance.
+CHANCE_BAND = 0.05
+#: :meth:`FittedModel.learning_problems`: outputs spread less than this (SD) have collapsed.
+COLLAPSED_SD = 0.02
+
 
 class FittedModel:
     """A trained multi-task image model with its pre-processing settings.
@@ -81,6 +86,85 @@ class FittedModel:
         return (f"FittedModel(preset={self.preset.name!r}, trunk={self.model.trunk_name!r}, "
                 f"tasks={self.preset.task_names}, input={tuple(self.preprocess.shape)}, "
                 f"best_epoch={self.info.get('best_epoch')})")
+
+    def learning_problems(self) -> list[str]:
+        """Signs in the training history that the model did not learn, as sentences (empty
+        when none is found).
+
+        * **At chance on validation**: the monitored validation score (balanced accuracy of
+          the primary task) is 0.5 in every epoch, or the primary task's validation AUC of the
+          kept epoch lies within :data:`CHANCE_BAND` of 0.5.
+        * **Collapsed outputs**: in the last epoch the primary task's probabilities over the
+          training samples spread by less than :data:`COLLAPSED_SD` (standard deviation): the
+          network gives every patient about the same answer.
+        """
+        h = self.history
+        problems: list[str] = []
+        if h is None or not len(h):
+            return problems
+        primary = self.tasks[0].name
+        scores = h["val_score"].dropna() if "val_score" in h else pd.Series(dtype=float)
+        if len(scores) and bool(np.all(np.abs(scores.to_numpy() - 0.5) < 1e-9)):
+            problems.append(f"validation balanced accuracy of {primary!r} is 0.5 in every "
+                            f"epoch: it predicts one class for every validation patient")
+        auc_col = f"val_{primary}_auc"
+        best = self.info.get("best_epoch")
+        if auc_col in h and best is not None and (h["epoch"] == best).any():
+            auc = float(h.loc[h["epoch"] == best, auc_col].iloc[0])
+            if np.isfinite(auc) and abs(auc - 0.5) < CHANCE_BAND:
+                problems.append(f"validation AUC of {primary!r} at the kept epoch {best} is "
+                                f"{auc:.2f}, at chance")
+        if "train_output_sd" in h and h["train_output_sd"].notna().any():
+            sd = float(h["train_output_sd"].dropna().iloc[-1])
+            if sd < COLLAPSED_SD:
+                problems.append(f"the {primary!r} outputs have collapsed near one value "
+                                f"(SD {sd:.3f} over the training samples in the last epoch)")
+        return problems
+
+    def summary(self) -> pd.Series:
+        """What was trained and how it went: tasks, trunk, input, epochs, the kept epoch, the
+        time budget's plan and :meth:`learning_problems`."""
+        info, cfg = self.info, self.config
+        budget = info.get("time_budget") or {}
+        out: dict[str, Any] = {
+            "tasks": ", ".join(self.preset.task_names),
+            "trunk": self.model.trunk_name,
+            "input": " x ".join(str(v) for v in self.preprocess.shape),
+            "patients (train / validation)": (f"{len(info.get('train_ids', []))} / "
+                                              f"{len(info.get('val_ids', []))}"),
+            "epochs run": info.get("epochs_run"),
+            "kept epoch": f"{info.get('best_epoch')} (select={cfg.select!r})",
+            "schedule": f"{cfg.schedule}, lr {cfg.lr:g}",
+            "stop reason": info.get("stop_reason"),
+        }
+        if budget:
+            est = budget.get("estimated_epoch_s")
+            out["time budget"] = (
+                f"{budget['budget_s']:.0f} s: {budget['planned_epochs']} of at most "
+                f"{budget['max_epochs']} epochs planned"
+                + (f" at {est:.1f} s each" if est else "")
+                + f", {budget.get('epochs_run')} run in {budget.get('elapsed_s')} s")
+        if len(self.history) and "seconds" in self.history:
+            out["seconds per epoch"] = round(float(self.history["seconds"].median()), 2)
+        out["did not learn"] = "; ".join(self.learning_problems()) or None
+        return pd.Series(out, name="FittedModel", dtype=object)
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the summary, a warning badge if it did not learn, and the training
+        curves with the kept epoch marked."""
+        from ichprog import _display as d
+
+        problems = self.learning_problems()
+        parts = [d.badge("did not learn: " + p) + "<br>" for p in problems]
+        if not problems and len(self.history):
+            parts.append(d.badge("no sign of a failure to learn (outputs spread; validation above chance where there is one)", "ok"))
+        summary = self.summary().drop(labels=["did not learn"]).dropna()
+        parts.append(d.facts({str(k): v for k, v in summary.items()}))
+        if len(self.history) and "train_loss" in self.history:
+            from ichprog.training import plot_history
+
+            parts.append(d.figure(plot_history(self.history, list(self.preset.task_names))))
+        return d.panel(f"FittedModel: {self.preset.label}", parts)
 
     # -- inputs -----------------------------------------------------------------------------
     def _dataset(self, inputs: Any, cache_dir: Any = False) -> Any:

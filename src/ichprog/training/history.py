@@ -87,19 +87,21 @@ def plot_history(history: pd.DataFrame, tasks: Sequence[str] | None = None,
     -------
     matplotlib.figure.Figure
     """
+    # a Figure on its own Agg canvas: pyplot's backend (a notebook's inline one) is left alone
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if tasks is None:
         tasks = [c[len("train_loss_"):] for c in history.columns if c.startswith("train_loss_")]
-    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax_l, ax_m = fig.subplots(1, 2)
     ep = history["epoch"]
     ax_l.plot(ep, history["train_loss"], "k-", label="train (weighted sum)")
     if "val_loss" in history:  # no validation part: training losses only
         ax_l.plot(ep, history["val_loss"], "k--", label="validation (weighted sum)")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, t in enumerate(tasks):
         c = colors[i % len(colors)]
         if f"train_loss_{t}" in history:
@@ -111,10 +113,12 @@ def plot_history(history: pd.DataFrame, tasks: Sequence[str] | None = None,
             if col in history:
                 ax_m.plot(ep, history[col], ["-", ":", "-.", "--"][j % 4], color=c,
                           marker="o", ms=3, label=f"{t} {m}")
-    if "improved" in history and "val_score" in history:
+    if "improved" in history:  # the kept epoch: the last one that improved
         best = history.loc[history["improved"].astype(bool), "epoch"]
         if len(best):
-            ax_m.axvline(int(best.iloc[-1]), color="grey", lw=0.8, ls=":", label="best epoch")
+            for ax in (ax_l, ax_m):
+                ax.axvline(int(best.iloc[-1]), color="grey", lw=0.8, ls=":",
+                           label="kept epoch" if ax is ax_m else None)
     ax_l.set(xlabel="epoch", ylabel="BCE loss", title="Losses")
     ax_m.set(xlabel="epoch", ylabel="value", title="Validation metrics", ylim=(-0.02, 1.02))
     ax_l.legend(fontsize=7)
