@@ -99,7 +99,7 @@ def main() -> None:
 
     # 4. figures and NIfTI ------------------------------------------------------------------------
     labels = cohort.labels
-    row_labels = {pid: f"{'Poor' if labels[ids.index(pid)] else 'Good'} prognosis ({pid})"
+    row_labels = {pid: f"{'Poor' if labels[pid] else 'Good'} prognosis ({pid})"
                   for pid in test_ids}
     first = max(test_ids, key=lambda p: int(masks[p].sum()))  # the largest lesion
     saliency.plot_slices(volumes[first], result.maps["MT (ord GCS, bin age)"][first],
