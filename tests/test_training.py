@@ -410,7 +410,7 @@ def test_parse_duration():
 def test_a_budget_plans_the_epochs_and_shapes_the_one_cycle(monkeypatch):
     import ichprog.training.loop as loop
 
-    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 2.0)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 2.0)
     ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
     # 0.9 * 9 s / 2 s per epoch: 4 epochs of the 20 allowed, the schedule spanning those 4
     config = cfg(max_epochs=20, batch_size=4, accumulation_steps=1, lr=5e-3, time_budget=9,
@@ -441,7 +441,7 @@ def test_a_run_slower_than_planned_stops_cleanly_at_the_budget(monkeypatch, tmp_
 
     base = make_dataset(6)
     slow = Slow(base.volumes, ids=base.ids, targets=base.targets)
-    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 1e-3)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 1e-3)
     res = train(make_model(), slow, make_dataset(4, seed=3, prefix="v"),
                 cfg(max_epochs=10, time_budget=0.5, patience=None), out_dir=tmp_path)
     assert res.stop_reason == "time_budget" and res.epochs_run < 10
@@ -455,10 +455,10 @@ def test_a_budgeted_run_is_reused_with_its_plan(monkeypatch, tmp_path):
 
     ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
     config = cfg(max_epochs=20, time_budget=9, select="last", patience=None)
-    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 2.0)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 2.0)
     first = train(make_model(), ds, val, config, out_dir=tmp_path)
     # a second call times differently, but keeps the plan it finds in the folder
-    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 1.0)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 1.0)
     again = train(make_model(), ds, val, config, out_dir=tmp_path)
     assert first.epochs_run == 4 and again.reused and again.config.max_epochs == 4
 
@@ -466,7 +466,7 @@ def test_a_budgeted_run_is_reused_with_its_plan(monkeypatch, tmp_path):
 def test_a_long_cpu_run_is_announced_before_it_starts(monkeypatch):
     import ichprog.training.loop as loop
 
-    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a: 100.0)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 100.0)
     ds, val = make_dataset(6), make_dataset(4, seed=3, prefix="v")
     with pytest.warns(UserWarning) as record:
         train(make_model(), ds, val, cfg(max_epochs=20, patience=None, device="cpu"))
@@ -485,9 +485,12 @@ def test_the_probe_estimates_without_touching_the_model():
     torch.manual_seed(3)
     expected = torch.rand(1)
     torch.manual_seed(3)
-    est = loop._estimate_epoch_seconds(model, cfg(), ds, make_dataset(4, prefix="v"),
+    est = loop._estimate_epoch_seconds(model, cfg(class_balance=True), ds, make_dataset(4, prefix="v"),
                                        torch.device("cpu"))
     assert est is not None and 0 < est < 60
+    with_save = loop._estimate_epoch_seconds(model, cfg(), ds, make_dataset(4, prefix="v"),
+                                             torch.device("cpu"), checkpoint=True)
+    assert with_save is not None and with_save > 0
     assert torch.equal(torch.rand(1), expected)  # the random generators are as they were
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -3,6 +3,7 @@ after each, early stopping, and a checkpoint after every epoch (see :mod:`ichpro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -162,7 +163,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
                          "TrainConfig(select='last', patience=None)")
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
-    config, plan = _plan(model, config, train_ds, val_ds, out)
+    config, plan = _plan(model, config, train_ds, val_ds, out, started)
     _warn_small_validation(val_ds, tasks[0], config)
     run = _set_up(model, config, train_ds, val_ds)
     run.started, run.budget = started, plan
@@ -406,7 +407,7 @@ def _warn_small_validation(val_ds: Dataset, primary: Task, config: TrainConfig) 
 
 
 def _plan(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset, val_ds: Dataset,
-          out: Path | None) -> tuple[TrainConfig, dict[str, Any] | None]:
+          out: Path | None, started: float) -> tuple[TrainConfig, dict[str, Any] | None]:
     """Before the first epoch: the seconds per epoch (a timed probe, on a CPU or under a time
     budget), a warning when the run will be long, and under ``time_budget`` the number of
     epochs that fit (``config`` is returned with that ``max_epochs``). A run found in ``out``
@@ -435,21 +436,22 @@ def _plan(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset, val_ds: D
             plan["from_checkpoint"] = True
             return _with_epochs(config, planned), plan
         return config, (plan if budget is not None else None)
-    per_epoch = _estimate_epoch_seconds(model, config, train_ds, val_ds, device)
+    per_epoch = _estimate_epoch_seconds(model, config, train_ds, val_ds, device,
+                                        checkpoint=out is not None)
     plan["estimated_epoch_s"] = per_epoch
     if per_epoch is None:
         return config, (plan if budget is not None else None)  # the deadline still applies
     if budget is None:
         plan["warned"] = _warn_if_long(per_epoch, config.max_epochs, device, before=True)
         return config, plan
-    epochs = int(max(1, min(config.max_epochs, math.floor(BUDGET_SHARE * budget / per_epoch))))
+    left = budget - (time.perf_counter() - started)  # the probe's time counts
+    epochs = int(max(1, min(config.max_epochs, math.floor(BUDGET_SHARE * left / per_epoch))))
     plan["planned_epochs"] = epochs
-    if config.progress:
-        cycle = " (the one-cycle schedule spans them)" if config.schedule == "onecycle" else ""
-        fits = "" if epochs * per_epoch <= budget else "; even one epoch may not fit"
-        print(f"time budget {_duration_s(budget)}: one epoch estimated at "
-              f"{_duration_s(per_epoch)} -> {epochs} of at most {config.max_epochs} epochs "
-              f"planned{cycle}{fits}", file=sys.stderr, flush=True)
+    cycle = " (the one-cycle schedule spans them)" if config.schedule == "onecycle" else ""
+    fits = "" if epochs * per_epoch <= left else "; even one epoch may not fit"
+    print(f"time budget {_duration_s(budget)}: one epoch estimated at "
+          f"{_duration_s(per_epoch)} -> {epochs} of at most {config.max_epochs} epochs "
+          f"planned{cycle}{fits}", file=sys.stderr, flush=True)
     return (_with_epochs(config, epochs) if epochs != config.max_epochs else config), plan
 
 
@@ -472,46 +474,83 @@ def _input_shape(ds: Dataset) -> tuple[int, ...] | None:
 
 
 def _estimate_epoch_seconds(model: MultiTaskNet, config: TrainConfig, train_ds: Dataset,
-                            val_ds: Dataset, device: torch.device) -> float | None:
-    """Seconds per epoch, from timed forward and backward passes of a copy of the model on
-    blank volumes of the input size (the model, the random generators and the datasets are left
-    untouched; reading the scans is not counted). A batch of two samples is timed; when that is
-    quick (a small model), a full batch is timed twice, keeping the faster. Validation counts a
-    third of a training step per patient (a forward pass without gradients). ``None`` when the
-    input size is unknown."""
+                            val_ds: Dataset, device: torch.device,
+                            checkpoint: bool = False) -> float | None:
+    """Seconds per epoch, measured on a copy of the model (the model, the random generators and
+    the datasets are left untouched; reading the scans is not counted).
+
+    The copy trains, through the loop's own training pass (data loader, loss, optimizer step),
+    on blank volumes of the input size carrying the first training targets: one batch of two
+    samples, then (when that is quick: a small model) two full batches, keeping the faster (the
+    first steps of a process pay one-off set-up costs). Validation counts a third of a
+    training step per patient (a forward pass without gradients). With ``checkpoint``, writing
+    an end-of-epoch checkpoint of the copy into a temporary folder is timed and added. ``None``
+    when the input size is unknown."""
     import copy
+    import random
+    import tempfile
+
+    from ichprog.training.dataset import ArrayDataset
 
     shape = _input_shape(train_ds)
     n_train, n_val = len(train_ds), len(val_ds)  # type: ignore[arg-type]
     if shape is None:
         return None
+    tasks = list(model.tasks)
+    targets = getattr(train_ds, "targets", None) or {}
+    if any(t.name not in targets for t in tasks):
+        return None
     amp_dtype, _ = resolve_precision(config.precision, device)
     probe = copy.deepcopy(model).to(device)
-    probe.train()
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    pos_weight = _pos_weight(train_ds, tasks) if config.class_balance else None
+    cfg = dataclasses.replace(config, progress=False, num_workers=0, accumulation_steps=1)
+    run = _Run(device=device, amp_dtype=amp_dtype, precision_name="", channels_last=False,
+               payload={}, run_hash="", optimizer=optimizer, scaler=scaler, scheduler=None,
+               steps_per_epoch=1, pos_weight=pos_weight)
 
     def step(k: int) -> float:
+        k = min(k, n_train)
+        blank = ArrayDataset(np.zeros((k, *shape), np.float32), ids=[str(i) for i in range(k)],
+                             targets={t.name: np.asarray(targets[t.name])[:k] for t in tasks})
+        one = dataclasses.replace(cfg, batch_size=k)
         t0 = time.perf_counter()
-        x = torch.zeros((k, 1, *shape), device=device)
-        with _autocast(device, amp_dtype):
-            outputs = probe(x)
-        sum(o.float().mean() for o in outputs.values()).backward()  # type: ignore[union-attr]
-        probe.zero_grad(set_to_none=True)
+        _train_epoch(probe, probe, blank, tasks, one, run, 1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - t0
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        k = 2
-        t = step(k)
-        full = max(2, min(n_train, config.batch_size))
-        if t < 1.0 and full > k:
-            k = full
-            t = min(step(k), step(k))
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    try:  # a probe that cannot run (e.g. one sample for a BatchNorm) leaves the loop to say why
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            k = min(2, n_train)
+            t = step(k)
+            if t < 2.0:
+                t = min(t, step(k))
+            full = min(n_train, config.batch_size)
+            if t < 1.0 and full > k:
+                k = full
+                t = min(step(k), step(k))
+            save_s = 0.0
+            if checkpoint:
+                best = {n: v.detach().to("cpu").clone() for n, v in probe.state_dict().items()}
+                with tempfile.TemporaryDirectory(prefix="ichprog_probe_") as tmp:
+                    t0 = time.perf_counter()
+                    _save_run(Path(tmp), probe, optimizer, scaler, best, [{"epoch": 1}], 1, 1,
+                              0.0, 0, False, "max_epochs", "probe", {}, config, tasks[0])
+                    save_s = time.perf_counter() - t0
+    except (ValueError, RuntimeError):
+        return None
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)  # noqa: NPY002
     if k == full:  # timed as the epoch batches it
         train_s = math.ceil(n_train / config.batch_size) * t
     else:
         train_s = n_train * t / k
-    return float(train_s + n_val * (t / k) / 3.0)
+    return float(train_s + n_val * (t / k) / 3.0 + save_s)
 
 
 def _out_of_time(run: _Run, state: _RunState) -> bool:
@@ -536,7 +575,7 @@ def _budget_report(config: TrainConfig, run: _Run, state: _RunState) -> dict[str
     report = {k: v for k, v in plan.items() if k != "warned"}
     report.update({"epochs_run": epochs, "elapsed_s": round(elapsed, 1),
                    "stop_reason": state.stop_reason})
-    if config.progress and not state.finished:
+    if not state.finished:  # a budget was asked for: always say what it did
         how = ("stopped early: the next epoch would not have fit"
                if state.stop_reason == "time_budget" else "as planned")
         print(f"time budget {_duration_s(plan['budget_s'])}: {epochs} epoch(s) in "
