@@ -26,9 +26,11 @@
 # from its folder, and nothing is recomputed.
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, no ipywidgets
 # %matplotlib inline
 import os
-import warnings
 from pathlib import Path
 
 import ichprog as ip
@@ -37,7 +39,6 @@ from ichprog.metrics import UndefinedMetricWarning, binary_metrics, bootstrap_ci
 SMALL = os.environ.get("ICHPROG_EXAMPLE_SMALL") == "1"  # the size CI and the docs run
 WORK = Path(os.environ.get("ICHPROG_EXAMPLE_OUT") or "ichprog-notebooks") / "quickstart"
 warnings.simplefilter("ignore", UndefinedMetricWarning)  # tiny test sets: some metrics undefined
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
 if SMALL:  # a pipeline check: 48 patients, small scans, an 8 s budget
     N, SCAN, BUDGET = 48, (16, 48, 48), "8s"
