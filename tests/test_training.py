@@ -521,3 +521,30 @@ def test_a_small_validation_part_is_flagged_unless_the_last_epoch_is_kept():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train(make_model(), ds, val, cfg(max_epochs=1, select="last", patience=None))
+
+
+def test_a_slow_run_is_replanned_and_its_one_cycle_still_anneals(monkeypatch, tmp_path):
+    import time as _time
+
+    import ichprog.training.loop as loop
+
+    class Slow(ArrayDataset):
+        def __getitem__(self, i):
+            _time.sleep(0.03)
+            return super().__getitem__(i)
+
+    base = make_dataset(8)
+    slow = Slow(base.volumes, ids=base.ids, targets=base.targets)
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 1e-3)  # far too low
+    config = cfg(max_epochs=50, batch_size=4, accumulation_steps=1, lr=5e-3, time_budget=3.0,
+                 schedule="onecycle", select="last", patience=None)
+    res = train(make_model(), slow, make_dataset(4, seed=3, prefix="v"), config,
+                out_dir=tmp_path)
+    report = res.extra["time_budget"]
+    assert report["replanned_after_epochs"] and res.config.max_epochs < 50
+    assert res.epochs_run == res.config.max_epochs and res.stop_reason == "max_epochs"
+    assert res.history["lr"].iloc[-1] < 1e-4  # annealed by the new last epoch
+    # the folder holds the run under its final plan: the same call reuses it
+    again = train(make_model(), slow, make_dataset(4, seed=3, prefix="v"), config,
+                  out_dir=tmp_path)
+    assert again.reused and again.config.max_epochs == res.config.max_epochs

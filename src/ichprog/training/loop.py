@@ -184,6 +184,7 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         state.stop_reason = "early_stopping"
         state.start_epoch = config.max_epochs + 1
 
+    loop_started = time.perf_counter()
     for epoch in _iter_epochs(state.start_epoch, config.max_epochs, config.progress):
         row = _epoch(model, train_fwd, train_ds, val_ds, tasks, config, run, state, epoch)
         if epoch == state.start_epoch and not (plan and (plan["warned"] or plan["budget_s"])):
@@ -191,8 +192,11 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         done = bool(patience and state.wait >= patience) or epoch == config.max_epochs
         if patience and state.wait >= patience:
             state.stop_reason = "early_stopping"
-        if not done and _out_of_time(run, state):
-            done, state.stop_reason = True, "time_budget"
+        if not done and run.budget and run.budget.get("budget_s"):
+            config, out_of_time = _replan(config, run, epoch, loop_started,
+                                          epoch - state.start_epoch + 1)
+            if out_of_time:
+                done, state.stop_reason = True, "time_budget"
         if out is not None:
             _save_run(out, model, run.optimizer, run.scaler, state.best_state, state.rows, epoch,
                       state.best_epoch, state.best_score, state.wait, done, state.stop_reason,
@@ -553,13 +557,38 @@ def _estimate_epoch_seconds(model: MultiTaskNet, config: TrainConfig, train_ds: 
     return float(train_s + n_val * (t / k) / 3.0 + save_s)
 
 
-def _out_of_time(run: _Run, state: _RunState) -> bool:
-    """Under a time budget: whether another epoch as long as the last one would overrun it."""
-    budget = run.budget["budget_s"] if run.budget else None
-    if not budget or not state.rows:
-        return False
-    elapsed = time.perf_counter() - run.started
-    return elapsed + float(state.rows[-1]["seconds"]) > budget
+def _replan(config: TrainConfig, run: _Run, epoch: int, loop_started: float,
+            n_done: int) -> tuple[TrainConfig, bool]:
+    """Under a time budget, after an epoch: when the epochs run slower than planned (a busy
+    machine, costs the probe did not see), plan fewer. Returns the configuration to go on with
+    and whether no further epoch fits. A shorter plan rebuilds the one-cycle schedule over the
+    new number of epochs, at the step the run has reached (so it still anneals by the last
+    epoch), and re-hashes the run with it."""
+    import sys
+
+    assert run.budget is not None
+    now = time.perf_counter()
+    per_epoch = (now - loop_started) / max(n_done, 1)
+    left = float(run.budget["budget_s"]) - (now - run.started)
+    if per_epoch <= 0 or left < per_epoch:
+        return config, True
+    fits = max(epoch + 1, epoch + math.floor(BUDGET_SHARE * left / per_epoch))
+    if fits >= config.max_epochs:
+        return config, False
+    new = _with_epochs(config, fits)
+    run.budget["planned_epochs"] = fits
+    run.budget.setdefault("replanned_after_epochs", []).append(epoch)
+    if run.scheduler is not None:
+        run.scheduler = _make_scheduler(run.optimizer, new, run.steps_per_epoch)
+        _fast_forward(run.scheduler, epoch * run.steps_per_epoch)
+    run.payload["train_config"] = new.hashed_fields()
+    run.run_hash = stable_hash(run.payload, length=20)
+    print(f"time budget: epochs take {_duration_s(per_epoch)}, not the "
+          f"{_duration_s(run.budget.get('estimated_epoch_s') or 0.0)} estimated -> "
+          f"{fits} epochs planned instead of {config.max_epochs}"
+          + (" (the one-cycle schedule is shortened to end with them)"
+             if run.scheduler is not None else ""), file=sys.stderr, flush=True)
+    return new, False
 
 
 def _budget_report(config: TrainConfig, run: _Run, state: _RunState) -> dict[str, Any]:
