@@ -408,8 +408,9 @@ def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_
     time_budget
         Wall-clock budget of the whole call: seconds or a string such as ``"3min"``. The scans
         are pre-processed first (into the volume cache), then the training loop times a step,
-        plans the epochs that fit in what is left (at most the recipe's) and stops cleanly if
-        it still runs late (see :class:`~ichprog.training.TrainConfig` ``time_budget``). What it
+        plans the epochs that fit in what is left (at most the recipe's), plans fewer if the
+        epochs run slower, and stops cleanly if no further epoch fits (see
+        :class:`~ichprog.training.TrainConfig` ``time_budget``). What it
         did is in ``info["time_budget"]`` and :meth:`FittedModel.summary`. With the one-cycle
         schedule of ``recipe="cpu"``, fewer epochs make a shorter cycle (warm-up over the first
         20 % of the planned steps, annealing to about zero by the last).
