@@ -76,9 +76,9 @@ PINNED: dict[str, set[str]] = {
         "save_map", "save_maps", "select_slices", "summarize_lesion_scores"
     },
     "ichprog.experiment": {
-        "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "ablation",
-        "check_claims", "cross_validate", "fit_multitask", "prediction_columns",
-        "reference_predictions"
+        "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "Result", "ablation",
+        "check_claims", "cross_validate", "fit_multitask", "long_predictions",
+        "prediction_columns", "reference_predictions"
     },
     "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {

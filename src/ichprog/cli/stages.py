@@ -13,7 +13,6 @@ from ichprog._version import __version__
 from ichprog.cli.config import _PRESET_CHOICES
 from ichprog.cli.errors import ConfigError
 from ichprog.cli.run import _describe_cohort, _forget_results, _Run
-from ichprog.constants import ID_COLUMN
 
 
 def _stage_key(cfg: Mapping[str, Any], *sections: str) -> dict[str, Any]:
@@ -84,8 +83,8 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
     res = tabular.table1(cohort, folds=tab["folds"], seed=seed, progress=progress,
                          val_fraction=tab["val_fraction"],
                          params={"dnn": {"max_epochs": tab["dnn_epochs"]}})
-    res.metrics().to_csv(out / "metrics.csv", index=False)
-    res.predictions().to_csv(out / "predictions.csv", index=False)
+    res.metrics.to_csv(out / "metrics.csv", index=False)
+    res.predictions.to_csv(out / "predictions.csv", index=False)
     if tab["shap"]:
         rows = []
         for label, r in res.results.items():
@@ -163,11 +162,8 @@ def _cv_kwargs(run: _Run) -> dict[str, Any]:
 
 def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> dict[str, Any]:
     """Cross-validate one preset with :func:`ichprog.experiment.cross_validate` on shared
-    splits; returns its tidy metrics, predictions (report format), histories and result."""
-    import numpy as np
-    import pandas as pd
-
-    from ichprog.experiment import cross_validate, prediction_columns
+    splits; returns its tidy metrics, long predictions, histories and result."""
+    from ichprog.experiment import cross_validate
 
     cfg = run.cfg
     res = cross_validate(cohort, preset, folds=len(splits.folds), seed=cfg["run"]["seed"],
@@ -176,19 +172,11 @@ def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> d
                          **_cv_kwargs(run))
     if res.reused_folds:
         run.say(f"  {preset.label}: reusing finished fold(s) {res.reused_folds} in {out}")
-    rows = []
-    p = res.predictions
-    for t in preset:
-        probs = p[prediction_columns(t)].to_numpy(dtype=float)
-        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
-                             "task": t.name, "y_true": p[f"{t.name}_true"].astype(int),
-                             "score": t.score(probs), "pred": np.asarray(p[f"{t.name}_pred"])})
-        rows.append(part)
     hist = res.history.copy()
     if len(hist):
         hist.insert(0, "model", preset.name)
-    return {"metrics": res.metrics(), "predictions": pd.concat(rows, ignore_index=True),
-            "history": hist, "result": res}
+    return {"metrics": res.metrics, "predictions": res.long_predictions, "history": hist,
+            "result": res}
 
 
 def _bootstrap(cfg: Mapping[str, Any], result: Any) -> Any:
