@@ -30,7 +30,8 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.metrics": {
         "BINARY_METRICS", "BOOTSTRAP_COLUMNS", "ORDINAL_METRICS", "TIDY_COLUMNS",
-        "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci", "oci",
+        "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci",
+        "mean_sd_table", "oci",
         "oci_from_confusion", "ordinal_confusion_matrix", "ordinal_metrics",
         "ordinal_metrics_from_confusion", "quadratic_weighted_kappa", "resample_counts",
         "roc_auc", "summarize", "summary_stats", "tidy", "to_markdown", "uoc_from_confusion",
