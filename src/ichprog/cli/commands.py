@@ -61,8 +61,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                           model_kwargs={"dropout": cfg["model"]["dropout"]}, preload=True,
                           overwrite=True, progress=cfg["run"]["progress"])
     fitted = _load_fitted(out)
-    run.manifest["train"] = {k: fitted.info.get(k) for k in ("best_epoch", "epochs_run",
-                                                              "stop_reason")}
+    run.manifest.train = {k: fitted.info.get(k) for k in ("best_epoch", "epochs_run",
+                                                           "stop_reason")}
     _finish(run, t0)
     run.say(f"model in {out / 'model'} (best epoch {fitted.info.get('best_epoch')} of "
             f"{fitted.info.get('epochs_run')}); predict with "
@@ -101,17 +101,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = run.cfg
     if cfg["data"]["source"] != "phantom":
         run.say("note: the demo runs on your cohort ([data] source = 'table')")
-    run.manifest["mode"] = mode
+    run.manifest.mode = mode
     if mode == "full" and _device_text(cfg["run"]["device"]).startswith("cpu"):
         run.say("warning: --full runs the paper's protocol (DenseNet121 at 40 x 301 x 301, 10 "
                 "folds, up to 100 epochs); without a GPU it takes days. Interrupt with Ctrl-C "
                 "at any time: finished folds are kept and reused.")
     cohort = _load_cohort(run)
     _describe_run(run, "phantom", "tabular", "cv", "ablation", "saliency", "report")
-    run.manifest["summary"]["demo mode"] = mode
-    run.manifest["subtitle"] = (f"ichprog demo ({mode} mode), {time.strftime('%Y-%m-%d %H:%M')}, "
-                                f"ichprog {__version__}")
-    run.manifest["notes"] = _demo_notes(cfg, mode)
+    run.manifest.summary["demo mode"] = mode
+    run.manifest.subtitle = (f"ichprog demo ({mode} mode), {time.strftime('%Y-%m-%d %H:%M')}, "
+                             f"ichprog {__version__}")
+    run.manifest.notes = _demo_notes(cfg, mode)
     run.save()
     _stage_tabular(run, cohort)
     _stage_cv(run, cohort, cfg["cv"]["models"])
@@ -121,7 +121,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _finish(run, t0)
     paths = build_report(run.out)
     run.say(f"report: {paths['html']} (Markdown: {paths['markdown']}); total "
-            f"{_duration(run.manifest['wall_time_s'])}")
+            f"{_duration(run.manifest.wall_time_s or 0.0)}")
     return EXIT_OK
 
 

@@ -34,7 +34,7 @@ def _load_cohort(run: _Run) -> Any:
             raise ConfigError(f"[data] table: file {table} does not exist")
         cohort = load_cohort(table, image_dir=data["image_dir"] or None,
                              mask_dir=data["mask_dir"] or None)
-        run.manifest["phantom"] = False
+        run.manifest.phantom = False
     else:
         from ichprog.data import make_phantom_cohort
 
@@ -50,7 +50,7 @@ def _load_cohort(run: _Run) -> Any:
 
         cohort = load_cohort(pdir / "clinical.csv", image_dir=pdir,
                              mask_dir=pdir / "masks" if (pdir / "masks").is_dir() else None)
-        run.manifest["phantom"] = True
+        run.manifest.phantom = True
     _describe_cohort(run, cohort)
     return cohort
 
@@ -105,7 +105,7 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
         (out / "boundaries.json").write_text(json.dumps(cut, indent=2), encoding="utf-8")
         tabular.plot_decision_regions(cohort, out / "decision_regions.png", boundaries=cut,
                                       seed=seed)
-        run.manifest.setdefault("tabular", {})["learned cut-offs"] = cut
+        run.manifest.tabular["learned cut-offs"] = cut
 
 
 def _preprocess_config(cfg: Mapping[str, Any]) -> Any:
@@ -237,10 +237,10 @@ def _stage_cv(run: _Run, cohort: Any, presets: Sequence[str]) -> None:
         for name in presets:
             preset = _preset(cfg, name)
             _check_input_size(cfg, preset)
-            run.manifest["labels"][preset.name] = preset.label
+            run.manifest.labels[preset.name] = preset.label
             run.say(f"[cv] {preset.label}: {len(splits.folds)} folds")
             results.append(_cv_preset(run, cohort, preset, run.out / "cv" / preset.name, splits))
-        run.manifest["model_order"] = [_preset(cfg, n).name for n in presets]
+        run.manifest.model_order = [_preset(cfg, n).name for n in presets]
         _write_results(run.out / "cv", results, cfg, bootstrap=True)
 
 
@@ -261,7 +261,7 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
         results = []
         for preset in configs:
             _check_input_size(cfg, preset)
-            run.manifest["labels"][preset.name] = preset.label
+            run.manifest.labels[preset.name] = preset.label
             run.say(f"[ablation] {preset.label}")
             # a configuration also cross-validated by the cv stage reuses its trained folds
             same = run.out / "cv" / preset.name
@@ -301,7 +301,7 @@ def _stage_claims(run: _Run, cohort: Any) -> None:
             import matplotlib.pyplot as plt
 
             plt.close(res.plot_learning_curve(run.out / "claims" / "learning_curve.png"))
-        run.manifest["claims"] = {"seconds": res.settings.get("seconds"),
+        run.manifest.claims = {"seconds": res.settings.get("seconds"),
                                   "verdicts": dict(zip(res.claims["claim"],
                                                        res.claims["verdict"]))}
 
@@ -331,7 +331,7 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
     import pandas as pd
 
     cfg = run.cfg
-    order = run.manifest.get("model_order") or []
+    order = run.manifest.model_order
     key = _image_key(cfg, cfg["saliency"], order)
     with run.stage("saliency", key) as todo:
         if not todo:
@@ -366,7 +366,7 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
                 masks[i] = saliency.mask_to_input_space(marr, maff, pcfg)
         out = run.out / "saliency"
         out.mkdir(parents=True, exist_ok=True)
-        labels_txt = run.manifest.get("labels", {})
+        labels_txt = run.manifest.labels
         tables = []
         for method in cfg["saliency"]["methods"]:
             res = saliency.compute_maps(models, volumes, method=method, task="prognosis",
@@ -384,4 +384,4 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
                 tables.append(sc)
         if tables:
             pd.concat(tables, ignore_index=True).to_csv(out / "lesion_scores.csv", index=False)
-        run.manifest["saliency"] = {"fold": fold_index, "patients": ids}
+        run.manifest.saliency = {"fold": fold_index, "patients": ids}
