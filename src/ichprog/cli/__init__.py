@@ -46,11 +46,7 @@ from ichprog.cli.commands import (  # noqa: F401
     _Handler,
 )
 from ichprog.cli.config import (  # noqa: F401
-    _PRESET_CHOICES,
-    _SALIENCY_METHODS,
-    _TABULAR_MODELS,
     _TRAIN_KEYS,
-    _TRUNK_CHOICES,
     CONFIG_SCHEMA,
     LONG_CLAIMS,
     _check_range,
@@ -143,13 +139,17 @@ with the paper's. Built on first use (see :mod:`ichprog.cli.config`)."""
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DEMO_MODES":
-        return _demo_modes()
+    from ichprog.cli import config
+
+    if name == "DEMO_MODES" or name in config._OLD_CHOICES:
+        return getattr(config, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"DEMO_MODES"})
+    from ichprog.cli.config import _OLD_CHOICES
+
+    return sorted(set(globals()) | {"DEMO_MODES", *_OLD_CHOICES})
 
 
 def _summarize_warnings(caught: Sequence[warnings.WarningMessage], quiet: bool) -> None:

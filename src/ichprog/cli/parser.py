@@ -9,15 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._version import __version__
-from ichprog.cli.config import _PRESET_CHOICES
+from ichprog.cli.config import _presets, _trunks
 
 _EPILOG_EXIT = textwrap.dedent("""\
     exit codes: 0 success, 2 usage or configuration error, 1 runtime failure, 130 interrupted.
     """)
 
 
+# Placeholders of help texts, filled from the registries when the help is shown (reading
+# them imports numpy and torch, which building the parser must not).
+_HELP_LISTS: dict[str, Any] = {
+    "{presets}": lambda: ", ".join(_presets()),
+    "{trunks}": lambda: ", ".join(t for t in _trunks() if t),
+}
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        for key, names in _HELP_LISTS.items():
+            if text and key in text:
+                text = text.replace(key, names())
+        return text
 
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -48,8 +61,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 def _add_model(p: argparse.ArgumentParser, preset: bool = True) -> None:
     g = p.add_argument_group("model and training")
     if preset:
-        g.add_argument("--preset", metavar="NAME", help="model preset: " + ", ".join(_PRESET_CHOICES))
-    g.add_argument("--trunk", metavar="NAME", help="trunk: densenet121, densenet_tiny, perez2023")
+        g.add_argument("--preset", metavar="NAME", help="model preset: {presets}")
+    g.add_argument("--trunk", metavar="NAME", help="trunk: {trunks}")
     g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.epochs)")
     g.add_argument("--folds", type=int, metavar="K", help="cross-validation folds (cv.folds)")
     g.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or mps (run.device)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._version import __version__
-from ichprog.cli.config import _PRESET_CHOICES
+from ichprog.cli.config import _presets
 from ichprog.cli.errors import ConfigError
 from ichprog.cli.run import _describe_cohort, _forget_results, _Run
 
@@ -266,7 +266,7 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
             # a configuration also cross-validated by the cv stage reuses its trained folds
             same = run.out / "cv" / preset.name
             folder = run.out / "ablation" / preset.name
-            if same.is_dir() and preset.name in _PRESET_CHOICES \
+            if same.is_dir() and preset.name in _presets() \
                     and preset == _preset(cfg, preset.name):
                 folder = same
             results.append(_cv_preset(run, cohort, preset, folder, splits))
