@@ -618,7 +618,6 @@ def _enrichment(cohort: Any, results: Mapping[str, Any], splits: Any, per_fold: 
                                      progress=False)
         brains = {i: saliency.brain_mask(v) for i, v in volumes.items()}
         sc = saliency.lesion_scores(maps.maps, masks, brain_masks=brains)
-        sc = sc.rename(columns={"patient": ID_COLUMN})
         rows.append(sc.loc[:, ["model", ID_COLUMN, "enrichment"]])
     if not rows:
         return pd.DataFrame(columns=["model", ID_COLUMN, "enrichment"])
