@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,14 +73,14 @@ class _CallableFrame(pd.DataFrame):
     (:class:`DeprecationWarning`, with the text given) and returns a plain copy."""
 
     _metadata = ["_call_warning"]
+    _call_warning: str = "this call is deprecated"
 
     @property
     def _constructor(self) -> type[pd.DataFrame]:
         return pd.DataFrame
 
     def __call__(self) -> pd.DataFrame:
-        warnings.warn(getattr(self, "_call_warning", "call deprecated"), DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(self._call_warning, DeprecationWarning, stacklevel=2)
         return pd.DataFrame(self, copy=True)
 
 
@@ -135,8 +135,8 @@ def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
     return check_predictions(df, source=str(p))
 
 
-def long_frame(model: str | Sequence[str], fold: Any, ids: Sequence[Any], task: str,
-               y_true: Any, score: Any, pred: Any) -> pd.DataFrame:
+def long_frame(model: Any, fold: Any, ids: Iterable[Any], task: str, y_true: Any, score: Any,
+               pred: Any) -> pd.DataFrame:
     """One task's predictions as a long table (columns
     :data:`~ichprog.constants.PREDICTION_COLUMNS`); ``model`` and ``fold`` may be one value or
     one per row."""

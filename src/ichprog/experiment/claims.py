@@ -351,7 +351,7 @@ class ClaimsResult:
             for (r, k), part in g.groupby(["repeat", "fold"], sort=True):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    per_fold[f"{r}/{k}" if several else int(k)] = binary_metrics(
+                    per_fold[f"{r}/{k}" if several else int(str(k))] = binary_metrics(
                         part["y_true"].to_numpy(int), part["score"].to_numpy(float))
             frames.append(tidy(per_fold, model=str(model), task="prognosis"))
         if not frames:
