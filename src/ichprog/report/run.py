@@ -226,33 +226,49 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                                   + ("Table 4)" if kind == "ordinal" else "Table 3)"))
     preds = _read_predictions(run_dir / "cv" / "predictions.csv")
     if preds is not None:
-        prog = preds[preds["task"] == "prognosis"]
-        mods = _ordered(prog["model"], order)
-        curves = {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
-                                     prog.loc[prog["model"] == m, "score"].to_numpy())
-                  for m in mods}
-        if curves:
-            rep.figure(roc_figure(curves, title="Prognosis, pooled out-of-fold predictions"),
-                       name="roc-prognosis", caption="ROC curves of the prognosis head")
-            rep.figure(confusion_figure(
-                {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
-                                    prog.loc[prog["model"] == m, "pred"].to_numpy())
-                 for m in mods}, labels=[0, 1], class_names=list(PROGNOSIS_CLASSES)),
-                name="confusion-prognosis",
-                caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
-        gcs = preds[preds["task"] == "gcs"]
-        ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
-        for kind, names in (("binary", list(GCS_BINARY_CLASSES)),
-                            ("ordinal", list(GCS_ORDINAL_CLASSES))):
-            mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
-            if not mods:
-                continue
-            items = {labels.get(m, m): (gcs.loc[gcs["model"] == m, "y_true"].to_numpy(),
-                                        gcs.loc[gcs["model"] == m, "pred"].to_numpy())
-                     for m in mods}
-            rep.figure(confusion_figure(items, labels=list(range(len(names))), class_names=names),
-                       name=f"confusion-gcs-{kind}",
-                       caption=f"Confusion matrices of the {kind} GCS head (all test folds pooled)")
+        _prediction_figures(rep, preds, tidy, labels, order)
+    _history_figure(rep, run_dir, labels, order)
+    _section_ceiling(rep, run_dir, labels, order)
+    for name in ("table2", "table3", "table4"):
+        pub = paper_table(name)
+        rep.table(pub, caption="Published: " + pub.attrs["caption"])
+
+
+def _prediction_figures(rep: Report, preds: pd.DataFrame, tidy: pd.DataFrame,
+                        labels: dict[str, str], order: list[str]) -> None:
+    """ROC curves and confusion matrices of prognosis, and the GCS heads' confusion matrices,
+    from the pooled out-of-fold predictions."""
+    prog = preds[preds["task"] == "prognosis"]
+    mods = _ordered(prog["model"], order)
+    curves = {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
+                                 prog.loc[prog["model"] == m, "score"].to_numpy())
+              for m in mods}
+    if curves:
+        rep.figure(roc_figure(curves, title="Prognosis, pooled out-of-fold predictions"),
+                   name="roc-prognosis", caption="ROC curves of the prognosis head")
+        rep.figure(confusion_figure(
+            {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
+                                prog.loc[prog["model"] == m, "pred"].to_numpy())
+             for m in mods}, labels=[0, 1], class_names=list(PROGNOSIS_CLASSES)),
+            name="confusion-prognosis",
+            caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
+    gcs = preds[preds["task"] == "gcs"]
+    ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
+    for kind, names in (("binary", list(GCS_BINARY_CLASSES)),
+                        ("ordinal", list(GCS_ORDINAL_CLASSES))):
+        mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
+        if not mods:
+            continue
+        items = {labels.get(m, m): (gcs.loc[gcs["model"] == m, "y_true"].to_numpy(),
+                                    gcs.loc[gcs["model"] == m, "pred"].to_numpy())
+                 for m in mods}
+        rep.figure(confusion_figure(items, labels=list(range(len(names))), class_names=names),
+                   name=f"confusion-gcs-{kind}",
+                   caption=f"Confusion matrices of the {kind} GCS head (all test folds pooled)")
+
+
+def _history_figure(rep: Report, run_dir: Path, labels: dict[str, str], order: list[str]) -> None:
+    """The training curves of fold 1 of every model."""
     hist = _read_csv(run_dir / "cv" / "history.csv")
     if hist is not None and "model" in hist.columns:
         first = hist[hist["fold"] == hist["fold"].min()] if "fold" in hist.columns else hist
@@ -263,10 +279,6 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                    caption="Training curves of fold 1: losses, and the validation balanced "
                            "accuracy of prognosis that drives early stopping (val_score) with "
                            "the validation AUC")
-    _section_ceiling(rep, run_dir, labels, order)
-    for name in ("table2", "table3", "table4"):
-        pub = paper_table(name)
-        rep.table(pub, caption="Published: " + pub.attrs["caption"])
 
 
 def _pooled_scores(preds: pd.DataFrame) -> pd.DataFrame:
