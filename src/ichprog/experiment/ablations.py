@@ -3,7 +3,6 @@ and :func:`plot_ablation`."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import atomic_write, write_csv, write_json
+from ichprog._util import atomic_write, read_json, write_csv, write_json
 from ichprog.experiment.cv import CVResult, cross_validate
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
 
@@ -85,13 +84,7 @@ class AblationResult:
         """Read an ablation written by :meth:`save` (or by :func:`ablation` with
         ``out_dir``)."""
         d = Path(out_dir)
-        path = d / "ablation.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"no ablation.json in {d}: not an ablation folder")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        if cfg.get("format") != ABLATION_FORMAT:
-            raise ValueError(f"{path}: format {cfg.get('format')!r}, expected "
-                             f"{ABLATION_FORMAT!r}")
+        cfg = read_json(d / "ablation.json", fmt=ABLATION_FORMAT, what="an ablation folder")
         results = {name: CVResult.load(d / name) for name in cfg["configurations"]}
         figure = d / "ablation.png"
         return cls(metrics=pd.concat([r.metrics for r in results.values()], ignore_index=True),

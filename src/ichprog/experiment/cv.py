@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ichprog._results import table_property_value
-from ichprog._util import derive_seed, package_versions, stable_hash, write_csv, write_json
+from ichprog._util import (
+    derive_seed,
+    package_versions,
+    read_json,
+    stable_hash,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -281,12 +288,7 @@ class CVResult:
         ``out_dir``), without any model (``directory=`` is the deprecated name of
         ``out_dir``)."""
         d = Path(_out_dir(out_dir, directory, "CVResult.load"))
-        path = d / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"no config.json in {d}: not a cross-validation folder")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        if cfg.get("format") != CV_FORMAT:
-            raise ValueError(f"{path}: format {cfg.get('format')!r}, expected {CV_FORMAT!r}")
+        cfg = read_json(d / "config.json", fmt=CV_FORMAT, what="a cross-validation folder")
         preds = _read_ids_csv(d / "predictions.csv")
         hist_path = d / "history.csv"
         history = pd.read_csv(hist_path) if hist_path.is_file() and hist_path.stat().st_size > 1 \

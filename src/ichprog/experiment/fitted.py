@@ -4,7 +4,6 @@ and loads it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import derive_seed, package_versions, write_csv, write_json
+from ichprog._util import derive_seed, package_versions, read_json, write_csv, write_json
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -237,13 +236,7 @@ class FittedModel:
         from ichprog.training import TrainConfig, load_weights
 
         d = Path(directory)
-        meta_path = d / "fitted.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"no fitted.json in {d}: not a saved FittedModel")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FITTED_FORMAT:
-            raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected "
-                             f"{FITTED_FORMAT!r}")
+        meta = read_json(d / "fitted.json", fmt=FITTED_FORMAT, what="a saved FittedModel")
         model = MultiTaskNet.from_config(meta["model"])
         load_weights(model, d / "model.safetensors")
         model.to(device).eval()

@@ -162,21 +162,15 @@ def summarize(
 ) -> pd.DataFrame:
     """The paper's "mean ± SD" table over folds.
 
+    :func:`mean_sd_table` with its default rules, which keep every NaN visible.
+
     Parameters
     ----------
-    tidy_df : pandas.DataFrame
-        A tidy metrics table (:func:`tidy`).
-    columns : {"model", "task"}, default="model"
-        What the columns of the table are. The rows are the metrics; when the other of
-        model/task takes several values, the rows are indexed by it and the metric.
-    decimals : int, default=2
-        Decimals of the mean and the SD.
-    skipna : bool, default=False
-        See :func:`summary_stats`.
-    numeric : bool, default=False
-        Return the numbers instead of the strings: the same rows, and for every column a
-        ``mean``, ``sd`` and ``n`` sub-column (``table[("MT", "mean")]``, or all means with
-        ``table.xs("mean", axis=1, level="stat")``).
+    tidy_df, columns, decimals, skipna, numeric
+        See :func:`mean_sd_table` (``skipna``: see :func:`summary_stats`; ``numeric=True``
+        gives, for every column, a ``mean``, ``sd`` and ``n`` sub-column:
+        ``table[("MT", "mean")]``, or all means with ``table.xs("mean", axis=1,
+        level="stat")``).
 
     Returns
     -------
@@ -184,8 +178,7 @@ def summarize(
         Strings ``"mean ± SD"`` (SD with ``ddof=1``; ``nan`` for the SD of a single fold; empty
         where a metric was not measured), rows and columns in order of first appearance. With
         ``numeric=True``, floats as described above; :func:`summary_stats` gives the same
-        numbers as a long table. This is :func:`mean_sd_table` with its default rules, which
-        keep every NaN visible.
+        numbers as a long table.
 
     Examples
     --------

@@ -21,7 +21,6 @@ Protocol in each fold
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ichprog._results import long_frame, table_property_value
-from ichprog._util import derive_seed, write_csv, write_json
+from ichprog._util import derive_seed, read_json, write_csv, write_json
 from ichprog.constants import (
     AGE_COLUMN,
     GCS_COLUMN,
@@ -242,15 +241,9 @@ class TabularCVResult:
 
 
 def _read_config(path: Path, expected: str) -> dict[str, Any]:
-    """The ``config.json`` of a saved result, checked for its format (files written before the
-    format was recorded have none and are accepted)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no {path.name} in {path.parent}: not a saved result folder")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    found = cfg.get("format", expected)
-    if found != expected:
-        raise ValueError(f"{path}: format {found!r}, expected {expected!r}")
-    return dict(cfg)
+    """The JSON file of a saved result, checked for its format (files written before the format
+    was recorded have none and are accepted)."""
+    return dict(read_json(path, fmt=expected, what="a saved result folder", unversioned_ok=True))
 
 
 def _read_splits(path: Path) -> Any:
