@@ -84,13 +84,13 @@ class _CallableFrame(pd.DataFrame):
         return pd.DataFrame(self, copy=True)
 
 
-def table_property_value(table: pd.DataFrame, old: str, new: str) -> pd.DataFrame:
-    """``table`` as the value of a property that used to be a method: ``result.metrics`` is the
-    table, and ``result.metrics()`` (the old spelling ``old``) still works with a
-    :class:`DeprecationWarning` that names ``new``."""
+def table_property_value(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``table`` as the value of the property ``name`` (e.g. ``"CVResult.metrics"``) that used
+    to be a method: ``result.metrics`` is the table, and the old spelling ``result.metrics()``
+    still works with a :class:`DeprecationWarning`."""
     frame = _CallableFrame(table)
-    frame._call_warning = (f"{old}() is deprecated and will be removed in version 0.3: "
-                           f"{new} is a property, use it without the call")
+    frame._call_warning = (f"{name}() is deprecated and will be removed in version 0.3: "
+                           f"{name} is a property, use it without the call")
     return frame
 
 

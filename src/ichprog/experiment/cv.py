@@ -119,8 +119,7 @@ class CVResult:
                                       threshold=self.threshold)
                     for t in self.preset
                 }
-        return table_property_value(tidy(per_fold, model=self.name), "CVResult.metrics",
-                                    "CVResult.metrics")
+        return table_property_value(tidy(per_fold, model=self.name), "CVResult.metrics")
 
     def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
         """Mean ± SD over folds (SD with ``ddof=1``), like the paper's Tables 3-4.

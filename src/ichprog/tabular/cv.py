@@ -192,7 +192,7 @@ class TabularCVResult:
             per_fold[int(str(fold))] = binary_metrics(group["y_true"].to_numpy(),
                                                       group["y_prob"].to_numpy(), self.threshold)
         return table_property_value(tidy(per_fold, model=self.label, task=TASK),
-                                    "TabularCVResult.metrics", "TabularCVResult.metrics")
+                                    "TabularCVResult.metrics")
 
     def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
         """The "mean ± SD" table over folds (:func:`ichprog.metrics.summarize`)."""
@@ -435,7 +435,7 @@ class Table1Result:
         """All columns' tidy metrics tables, concatenated (a property; the former call
         ``metrics()`` still works and warns)."""
         table = pd.concat([r.metrics for r in self.results.values()], ignore_index=True)
-        return table_property_value(table, "Table1Result.metrics", "Table1Result.metrics")
+        return table_property_value(table, "Table1Result.metrics")
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -443,8 +443,7 @@ class Table1Result:
         y_true, y_prob, y_pred``; a property, the former call ``predictions()`` still works and
         warns)."""
         table = pd.concat([r.predictions for r in self.results.values()], ignore_index=True)
-        return table_property_value(table, "Table1Result.predictions",
-                                    "Table1Result.predictions")
+        return table_property_value(table, "Table1Result.predictions")
 
     @property
     def long_predictions(self) -> pd.DataFrame:
