@@ -99,6 +99,29 @@ def test_figures_name_the_report_extra(monkeypatch):
         plot_history(history, ["prognosis"])
 
 
+def test_a_by_product_figure_is_skipped_with_a_warning_and_the_model_kept(tmp_path, monkeypatch):
+    from ichprog.experiment.fitted import _write_fitted
+    from ichprog.training import plot_history
+
+    saved = []
+
+    class Fitted:
+        def save(self, path):
+            saved.append(path)
+
+    class Result:
+        history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5]})
+
+        def plot_history(self, path):
+            return plot_history(self.history, ["prognosis"], path=path)
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.warns(UserWarning, match=r"history.png not written: .*'report' extra"):
+        _write_fitted(Fitted(), Result(), tmp_path, None, keep_checkpoints=True)
+    assert saved == [tmp_path / "model"]
+    assert not (tmp_path / "model" / "history.png").exists()
+
+
 def test_tabular_dense_network_names_the_image_extra(monkeypatch):
     import numpy as np
 
