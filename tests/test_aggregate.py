@@ -12,6 +12,8 @@ import pytest
 
 from ichprog.metrics import TIDY_COLUMNS, summarize, summary_stats, tidy, to_markdown
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 FOLDS = {
     0: {"prognosis": {"auc": 0.80, "f1": 0.70}, "gcs": {"qwk": 0.30}},
     1: {"prognosis": {"auc": 0.70, "f1": 0.60}, "gcs": {"qwk": 0.10}},

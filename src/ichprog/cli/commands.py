@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ichprog._extras import MissingExtraError
 from ichprog._version import __version__
 from ichprog.cli.config import LONG_CLAIMS, _demo_modes
 from ichprog.cli.errors import EXIT_OK, ConfigError
@@ -201,3 +203,31 @@ _HANDLERS: dict[str, _Handler] = {"report": _cmd_report, "phantom": _cmd_phantom
                                   "tabular": _cmd_tabular, "cv": _cmd_cv,
                                   "ablation": _cmd_ablation, "saliency": _cmd_saliency,
                                   "train": _cmd_train, "predict": _cmd_predict, "demo": _cmd_demo}
+
+#: The packages of ichprog each command uses; :func:`_check_extras` imports them before the command
+#: starts, so that a missing extra stops it before anything is computed.
+_COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
+    "report": ("ichprog.report",),
+    "phantom": ("ichprog.data",),
+    "tabular": ("ichprog.data", "ichprog.tabular", "ichprog.report"),
+    "cv": ("ichprog.data", "ichprog.experiment"),
+    "ablation": ("ichprog.data", "ichprog.experiment", "ichprog.report"),
+    "saliency": ("ichprog.data", "ichprog.experiment", "ichprog.saliency", "ichprog.report"),
+    "train": ("ichprog.data", "ichprog.experiment"),
+    "predict": ("ichprog.experiment",),
+    "demo": ("ichprog.data", "ichprog.experiment", "ichprog.tabular", "ichprog.saliency",
+             "ichprog.report"),
+}
+
+
+def _check_extras(command: str) -> None:
+    """Raise one :class:`~ichprog._extras.MissingExtraError` naming every extra that ``command``
+    needs and that is not installed."""
+    errors = []
+    for package in _COMMAND_PACKAGES.get(command, ()):
+        try:
+            importlib.import_module(package)
+        except MissingExtraError as exc:
+            errors.append(exc)
+    if errors:
+        raise MissingExtraError.combine(f"'ichprog {command}'", errors)

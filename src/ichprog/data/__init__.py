@@ -6,6 +6,10 @@ Names are loaded lazily so that ``import ichprog.data`` stays cheap.
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "monai", "nibabel"))
+
 from ichprog._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {

@@ -62,6 +62,10 @@ tables). Every name is imported from ``ichprog.experiment``.
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "monai", "nibabel", "safetensors"))
+
 # The public names, and (``noqa: F401``) the private helpers and constants that were importable
 # from ``ichprog.experiment`` before it was split into modules.
 from ichprog._results import Result

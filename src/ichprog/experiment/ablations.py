@@ -4,6 +4,7 @@ and :func:`plot_ablation`."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._extras import MissingExtraError, require_extra
 from ichprog._util import atomic_write, read_json, write_csv, write_json
 from ichprog.experiment.cv import CVResult, cross_validate
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
@@ -109,6 +111,7 @@ def plot_ablation(tidy_df: pd.DataFrame, task: str = "prognosis", path: str | Pa
     kind
         ``"box"`` (one box of the fold values per configuration) or ``"bar"`` (mean ± SD).
     """
+    require_extra("ichprog.experiment.plot_ablation", "report")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -207,9 +210,13 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
     res = AblationResult(metrics=tidy_all, results=results, task=base.primary.name)
     if out is not None:
         res.save(out)
-        import matplotlib.pyplot as plt
+        try:
+            fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)
+        except MissingExtraError as exc:  # the results are written; only the figure is missing
+            warnings.warn(f"ablation.png not written: {exc}", stacklevel=2)
+        else:
+            import matplotlib.pyplot as plt
 
-        fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)
-        plt.close(fig)
-        res.figure_path = out / "ablation.png"
+            plt.close(fig)
+            res.figure_path = out / "ablation.png"
     return res

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._extras import require_extra
 from ichprog._util import derive_seed, write_csv, write_json
 from ichprog.constants import AGE_COLUMN, GCS_COLUMN, ID_COLUMN, PREDICTION_COLUMNS
 
@@ -405,6 +406,7 @@ class ClaimsResult:
     def plot_learning_curve(self, path: str | Path | None = None) -> Any:
         """AUC of the baseline and the multi-task model against the cohort size (mean ± SD
         over repeats), with the image oracle's when known."""
+        require_extra("ichprog.experiment.ClaimsResult.plot_learning_curve", "report")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5.5, 3.6))

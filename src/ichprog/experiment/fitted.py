@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._extras import MissingExtraError
 from ichprog._util import derive_seed, package_versions, read_json, write_csv, write_json
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
@@ -372,8 +374,13 @@ def _write_fitted(fitted: FittedModel, result: Any, out: Path, ckpt: Path | None
     """Save the model and its history plot under ``out/model``; drop the checkpoints unless kept."""
     fitted.save(out / "model")
     if len(result.history):
-        import matplotlib.pyplot as plt
+        try:
+            fig = result.plot_history(out / "model" / "history.png")
+        except MissingExtraError as exc:  # the model is saved; only the figure is missing
+            warnings.warn(f"history.png not written: {exc}", stacklevel=3)
+        else:
+            import matplotlib.pyplot as plt
 
-        plt.close(result.plot_history(out / "model" / "history.png"))
+            plt.close(fig)
     if not keep_checkpoints and ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)

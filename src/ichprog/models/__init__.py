@@ -1,5 +1,9 @@
 """Networks: 3D trunks and the multi-task network with one head per task."""
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "monai"))
+
 from ichprog.models.multitask import MultiTaskNet, TaskHead, balanced_pos_weight, multitask_loss
 from ichprog.models.trunks import (
     TRUNKS,
