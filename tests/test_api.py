@@ -43,10 +43,12 @@ PINNED: dict[str, set[str]] = {
         "get_preset"
     },
     "ichprog.data": {
-        "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "Fold", "ID_COLUMN",
-        "LABEL_COLUMN", "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "Splits",
-        "VolumeCache", "load_cohort", "load_table", "load_volume", "make_phantom_cohort",
-        "make_splits", "oversample", "phantom_table", "preprocess_volume", "save_volume",
+        "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "DicomError", "Fold",
+        "GantryTiltError", "ID_COLUMN", "LABEL_COLUMN", "MixedSeriesError", "ModalityError",
+        "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "SliceSpacingError", "Splits",
+        "TransferSyntaxError", "VolumeCache", "list_dicom_series", "load_cohort",
+        "load_dicom_series", "load_table", "load_volume", "make_phantom_cohort", "make_splits",
+        "oversample", "phantom_table", "preprocess_volume", "save_dicom_series", "save_volume",
         "strip_skull", "to_original_space"
     },
     "ichprog.models": {

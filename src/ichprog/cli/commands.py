@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ichprog._version import __version__
@@ -73,9 +74,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     if not args.model.is_dir():
         raise ConfigError(f"--model: folder {args.model} does not exist")
-    missing = [str(s) for s in args.scans if not s.is_file()]
+    missing = [str(s) for s in args.scans if not s.exists()]
     if missing:
-        raise ConfigError("scan file(s) not found: " + ", ".join(missing))
+        raise ConfigError("scan file(s) or folder(s) not found: " + ", ".join(missing))
     fitted = _load_fitted(args.model)
     df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
@@ -85,6 +86,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"wrote {args.out}")
     else:
         print(df.to_string())
+    return EXIT_OK
+
+
+def _convert_targets(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(DICOM source, NIfTI destination) pairs of ``ichprog convert``."""
+    sources = list(args.sources)
+    nifti = (".nii", ".nii.gz")
+    if args.out is None:
+        if len(sources) == 2 and sources[1].name.lower().endswith(nifti):
+            return [(sources[0], sources[1])]
+        raise ConfigError("convert: give SOURCE DEST.nii.gz for one series, or --out DIR")
+    if args.out.name.lower().endswith(nifti):
+        raise ConfigError(f"--out {args.out}: a folder is expected; for one file use "
+                          "'ichprog convert SOURCE DEST.nii.gz'")
+    pairs = []
+    for src in sources:
+        stem = src.name[:-4] if src.is_file() and src.name.lower().endswith(".dcm") else src.name
+        pairs.append((src, args.out / f"{stem}.nii.gz"))
+    names = [dest.name for _, dest in pairs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"convert: several sources would be written to {dup}; convert them "
+                          "into different folders")
+    return pairs
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ichprog.data import save_volume
+    from ichprog.data.dicom import load_dicom_series
+
+    pairs = _convert_targets(args)
+    for src, _ in pairs:
+        if not src.exists():
+            raise ConfigError(f"convert: {src} does not exist")
+    for src, dest in pairs:
+        if dest.exists() and not args.overwrite:
+            raise ConfigError(f"convert: {dest} exists; pass --overwrite to replace it")
+        array, affine = load_dicom_series(src, series=args.series)
+        save_volume(array, affine, dest)
+        if not args.quiet:
+            print(f"{src} -> {dest} ({' x '.join(str(n) for n in array.shape)} voxels, "
+                  f"{array.dtype})")
     return EXIT_OK
 
 
@@ -200,4 +243,5 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, _Handler] = {"report": _cmd_report, "phantom": _cmd_phantom,
                                   "tabular": _cmd_tabular, "cv": _cmd_cv,
                                   "ablation": _cmd_ablation, "saliency": _cmd_saliency,
-                                  "train": _cmd_train, "predict": _cmd_predict, "demo": _cmd_demo}
+                                  "train": _cmd_train, "predict": _cmd_predict, "demo": _cmd_demo,
+                                  "convert": _cmd_convert}

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_phantom, _add_tabular, _add_train, _add_cv, _add_ablation,
-                _add_predict, _add_saliency, _add_report):
+                _add_predict, _add_saliency, _add_convert, _add_report):
         add(sub)
     return parser
 
@@ -178,14 +178,32 @@ def _add_predict(sub: Any) -> None:
     p = _command(sub, "predict", "Predict every task of a trained model on new scans.", """\
         ichprog train --out runs/m --preset mt_ord_gcs_bin_age
         ichprog predict --model runs/m/train/model scan1.nii.gz scan2.nii.gz --out preds.csv
+        ichprog predict --model runs/m/train/model dicom/patient7/ --out preds.csv
         """)
     p.add_argument("--model", type=Path, required=True, metavar="DIR",
                    help="a saved model folder (DIR/train/model of 'ichprog train', or a fold's "
                         "DIR/cv/<preset>/fold_00/model)")
-    p.add_argument("scans", nargs="+", type=Path, metavar="SCAN", help="NIfTI files")
+    p.add_argument("scans", nargs="+", type=Path, metavar="SCAN",
+                   help="NIfTI files or folders of DICOM files (one CT series each)")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the predictions to this CSV (default: print them)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+
+
+def _add_convert(sub: Any) -> None:
+    p = _command(sub, "convert", "Convert DICOM series (folders of DICOM files) to NIfTI.", """\
+        ichprog convert dicom/patient7/ patient7.nii.gz
+        ichprog convert dicom/* --out nifti/        # one <folder name>.nii.gz per series
+        """)
+    p.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
+                   help="DICOM folders (or single DICOM files); with one source, a final "
+                        "argument ending in .nii or .nii.gz is the destination file")
+    p.add_argument("--out", "-o", type=Path, metavar="DIR",
+                   help="folder for <source name>.nii.gz files (created)")
+    p.add_argument("--series", metavar="UID",
+                   help="SeriesInstanceUID to read when a folder holds several series")
+    p.add_argument("--overwrite", action="store_true", help="replace existing NIfTI files")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
 
 

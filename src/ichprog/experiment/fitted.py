@@ -47,7 +47,8 @@ class FittedModel:
     -----
     :meth:`predict` and :meth:`predict_proba` accept
 
-    * file paths (``str`` or :class:`~pathlib.Path`): each scan is read and pre-processed with
+    * file paths (``str`` or :class:`~pathlib.Path`) of NIfTI files or DICOM folders (see
+      :func:`ichprog.data.load_volume`): each scan is read and pre-processed with
       :attr:`preprocess` (:func:`ichprog.data.preprocess_volume`);
     * numpy arrays: taken as **already pre-processed** ``(D, H, W)`` volumes of shape
       ``preprocess.shape`` with values in ``[0, 1]`` (a ``(N, D, H, W)`` stack is N volumes).
@@ -112,7 +113,7 @@ class FittedModel:
     def _load_path(self, path: Path) -> np.ndarray:
         from ichprog.data import load_volume, preprocess_volume
 
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"no scan at {path}")
         array, affine = load_volume(path)
         try:
