@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "TransferSyntaxError": "dicom",
     # preprocess.py
     "PreprocessConfig": "preprocess",
+    "AUTHORS_PREPROCESS": "preprocess",
     "preprocess_volume": "preprocess",
     "strip_skull": "preprocess",
     "to_original_space": "preprocess",
