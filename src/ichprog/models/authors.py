@@ -25,7 +25,6 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -149,12 +148,12 @@ def _rename(state: Mapping[str, torch.Tensor], preset: Preset, source: str
             f"{list(wanted)}): " + (f"no head for {missing}; " if missing else "")
             + (f"heads {extra} are not tasks of the preset; " if extra else "")
             + f"the file has {_describe_heads(heads)}")
-    for name, task in wanted.items():
+    for name, wanted_task in wanted.items():
         k = heads[by_task[name]]
-        if k != task.n_outputs:
+        if k != wanted_task.n_outputs:
             raise ValueError(
                 f"{source}: head {by_task[name]} has {k} output(s), but the preset's task "
-                f"{name!r} ({task.kind}) has {task.n_outputs}; the file has "
+                f"{name!r} ({wanted_task.kind}) has {wanted_task.n_outputs}; the file has "
                 f"{_describe_heads(heads)}")
     out: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
