@@ -187,3 +187,39 @@ def test_authors_preprocess_keeps_the_voxel_order() -> None:
     np.testing.assert_array_equal(swapped, np.asarray(a).transpose(0, 2, 1, 3))
     assert AUTHORS_PREPROCESS.reorient is False and AUTHORS_PREPROCESS.window == "bandpass"
     assert AUTHORS_PREPROCESS.shape == (40, 301, 301) and not AUTHORS_PREPROCESS.skull_strip
+
+
+@pytest.mark.slow  # two DenseNet121 passes at the full 40 x 301 x 301 input (about 30 s)
+def test_predict_command_with_an_authors_checkpoint_on_real_dicom(tmp_path: Path) -> None:
+    """External validation in one command: the authors' checkpoint on a DICOM folder."""
+    pytest.importorskip("pydicom")
+    import pandas as pd
+    from pydicom.data import get_testdata_file
+
+    from ichprog.cli import main
+    from ichprog.data import load_volume
+
+    base = get_testdata_file("CT_small.dcm", download=False)
+    folder = Path(base).parent / "dicomdirtests/98892001/CT5N" if base else None
+    if folder is None or not folder.is_dir():
+        pytest.skip("pydicom's CT5N series is not in the installed package")
+    heads = {"binary_head": 1, "ordinal_headGCS": 2, "ordinal_headAge": 1}
+    ref = _reference(heads, seed=4)
+    ckpt = tmp_path / "DenseNet_fold0.pth"
+    torch.save(ref.state_dict(), ckpt)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(ckpt), "--preset", "mt_ord_gcs_bin_age", str(folder),
+                 "--out", str(out), "--no-progress", "-q"]) == 0
+    preds = pd.read_csv(out)
+    array, affine = load_volume(folder)
+    x = torch.from_numpy(preprocess_volume(array, affine, AUTHORS_PREPROCESS))[None, None]
+    with torch.no_grad():
+        progn, gcs, age = (torch.sigmoid(v)[0].numpy() for v in ref(x))
+    prob_cols = [c for c in preds.columns if c.startswith(("prognosis", "gcs", "age"))
+                 and not c.endswith("_pred")]
+    assert len(prob_cols) == 4
+    got = preds.loc[0, prob_cols].to_numpy(float)
+    np.testing.assert_allclose(got, np.r_[progn, gcs, age], atol=1e-5)
+    # a folder model with --preset is a usage error
+    assert main(["predict", "--model", str(tmp_path), "--preset", "mt_ord_gcs_bin_age",
+                 str(folder), "-q"]) == 2

@@ -72,12 +72,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if not args.model.is_dir():
+    if args.model.is_file():
+        if not args.preset:
+            raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
+                              "--preset (for example mt_ord_gcs_bin_age)")
+    elif not args.model.is_dir():
         raise ConfigError(f"--model: folder {args.model} does not exist")
+    elif args.preset or args.skull_strip:
+        raise ConfigError("--preset and --skull-strip apply to the authors' checkpoint files; "
+                          f"{args.model} is a saved model folder")
     missing = [str(s) for s in args.scans if not s.exists()]
     if missing:
         raise ConfigError("scan file(s) or folder(s) not found: " + ", ".join(missing))
-    fitted = _load_fitted(args.model)
+    if args.model.is_file():
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.experiment import FittedModel
+
+        fitted = FittedModel.from_authors_checkpoint(
+            args.model, args.preset,
+            preprocess=AUTHORS_PREPROCESS.replace(skull_strip=bool(args.skull_strip)))
+    else:
+        fitted = _load_fitted(args.model)
     df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

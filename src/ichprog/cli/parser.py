@@ -179,10 +179,17 @@ def _add_predict(sub: Any) -> None:
         ichprog train --out runs/m --preset mt_ord_gcs_bin_age
         ichprog predict --model runs/m/train/model scan1.nii.gz scan2.nii.gz --out preds.csv
         ichprog predict --model runs/m/train/model dicom/patient7/ --out preds.csv
+        ichprog predict --model DenseNet_fold0.pth --preset mt_ord_gcs_bin_age dicom/*/ -o p.csv
         """)
     p.add_argument("--model", type=Path, required=True, metavar="DIR",
                    help="a saved model folder (DIR/train/model of 'ichprog train', or a fold's "
-                        "DIR/cv/<preset>/fold_00/model)")
+                        "DIR/cv/<preset>/fold_00/model), or one of the authors' published "
+                        "checkpoint files (with --preset; their input pipeline is used)")
+    p.add_argument("--preset", choices=_PRESET_CHOICES, metavar="NAME",
+                   help="the tasks of an authors' checkpoint file, e.g. mt_ord_gcs_bin_age")
+    p.add_argument("--skull-strip", action="store_true",
+                   help="strip the skull before an authors' checkpoint (their scans were "
+                        "stripped beforehand)")
     p.add_argument("scans", nargs="+", type=Path, metavar="SCAN",
                    help="NIfTI files or folders of DICOM files (one CT series each)")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",

@@ -254,6 +254,41 @@ class FittedModel:
                    TrainConfig.from_dict(meta["train_config"]), history, meta.get("info", {}))
 
 
+    @classmethod
+    def from_authors_checkpoint(cls, path: str | Path, preset: Any, preprocess: Any = None,
+                                device: str = "auto") -> FittedModel:
+        """One of the authors' published fold checkpoints, ready to predict.
+
+        Parameters
+        ----------
+        path
+            The checkpoint (their module's ``state_dict``), read with weights only (see
+            :func:`ichprog.models.load_authors_checkpoint`).
+        preset
+            Its tasks: a preset name such as ``"mt_ord_gcs_bin_age"``, a preset or tasks.
+        preprocess
+            Default :data:`ichprog.data.AUTHORS_PREPROCESS`, their input pipeline (which expects
+            skull-stripped scans; ``AUTHORS_PREPROCESS.replace(skull_strip=True)`` strips them).
+        device
+            Where predictions run (``"auto"``: a GPU when there is one).
+
+        Returns
+        -------
+        FittedModel
+            Predicting in float32; ``info`` records the checkpoint's path and SHA-256.
+        """
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.data.cache import file_digest
+        from ichprog.models import load_authors_checkpoint
+        from ichprog.training import TrainConfig
+
+        model = load_authors_checkpoint(path, preset)
+        info = {"source": "authors' checkpoint", "checkpoint": str(path),
+                "sha256": file_digest(path)}
+        return cls(model, preprocess if preprocess is not None else AUTHORS_PREPROCESS,
+                   TrainConfig(device=device, precision="fp32"), info=info)
+
+
 def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
                   trunk: str | None = None, *, recipe: Any = None, preprocess: Any = None,
                   config: Any = None,
