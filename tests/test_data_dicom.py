@@ -345,3 +345,33 @@ def test_save_volume_of_a_dicom_series_is_a_nifti(tmp_path: Path) -> None:
     again, aff = load_volume(tmp_path / "ct5n.nii.gz")
     np.testing.assert_array_equal(again, array)
     np.testing.assert_allclose(aff, affine, atol=1e-5)
+
+
+def test_saliency_command_on_dicom_folders(phantom_dicom: Path, tmp_path: Path) -> None:
+    """pydicom's CT5N series and a phantom written as DICOM, explained by one saved model."""
+    import torch
+
+    from ichprog.cli import main
+    from ichprog.data import PreprocessConfig
+    from ichprog.experiment import FittedModel
+    from ichprog.models import MultiTaskNet
+    from ichprog.training import TrainConfig
+
+    torch.manual_seed(0)
+    net = MultiTaskNet("mt_ord_gcs_bin_age", trunk="densenet_tiny").eval()
+    cfg = PreprocessConfig(shape=(32, 32, 32), skull_strip=False)
+    FittedModel(net, cfg, TrainConfig(device="cpu")).save(tmp_path / "model")
+    real = _testdata("dicomdirtests/98892001/CT5N")
+    phantom = sorted((phantom_dicom / "dicom").iterdir())[0]
+    out = tmp_path / "maps"
+    assert main(["saliency", "--out", str(out), "--model", str(tmp_path / "model"), str(real),
+                 str(phantom), "--method", "guided_backprop", "--no-progress", "-q"]) == 0
+    assert (out / "saliency" / "guided_backprop.png").is_file()
+    for scan, name in ((real, "CT5N"), (phantom, phantom.name)):
+        (path,) = (out / "saliency" / "maps").rglob(f"{name}_guided_backprop_*.nii.gz")
+        smap, s_aff = load_volume(path)
+        array, affine = load_volume(scan)
+        assert smap.shape == array.shape
+        np.testing.assert_allclose(s_aff, affine, atol=1e-5)
+        assert float(smap.max()) > 0
+    assert main(["saliency", "--out", str(out), str(real), "-q"]) == 2  # scans need --model

@@ -28,7 +28,84 @@ from ichprog.cli.stages import (
 )
 
 
+def _fitted_from_args(args: argparse.Namespace) -> Any:
+    """The model of ``--model``: a saved folder, or an authors' checkpoint with ``--preset``."""
+    if args.model.is_file():
+        if not args.preset:
+            raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
+                              "--preset (for example mt_ord_gcs_bin_age)")
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.experiment import FittedModel
+
+        return FittedModel.from_authors_checkpoint(
+            args.model, args.preset,
+            preprocess=AUTHORS_PREPROCESS.replace(skull_strip=bool(args.skull_strip)))
+    if not args.model.is_dir():
+        raise ConfigError(f"--model: folder {args.model} does not exist")
+    if args.preset or args.skull_strip:
+        raise ConfigError("--preset and --skull-strip apply to the authors' checkpoint files; "
+                          f"{args.model} is a saved model folder")
+    return _load_fitted(args.model)
+
+
+def _check_scans(scans: list[Path]) -> None:
+    missing = [str(s) for s in scans if not s.exists()]
+    if missing:
+        raise ConfigError("scan file(s) or folder(s) not found: " + ", ".join(missing))
+
+
+def _scan_names(scans: list[Path]) -> dict[str, Path]:
+    """A short, unique name per scan (file name without .nii[.gz], or the folder's name)."""
+    names: dict[str, Path] = {}
+    for s in scans:
+        name = s.name
+        for suffix in (".nii.gz", ".nii", ".dcm"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if name in names:
+            raise ConfigError(f"two scans named {name!r}: {names[name]} and {s}")
+        names[name] = s
+    return names
+
+
+def _saliency_of_scans(args: argparse.Namespace) -> int:
+    from ichprog import saliency
+    from ichprog.data import load_volume, preprocess_volume
+
+    if not args.scans:
+        raise ConfigError("--model needs the scans to explain (NIfTI files or DICOM folders)")
+    _check_scans(args.scans)
+    fitted = _fitted_from_args(args)
+    names = _scan_names(args.scans)
+    volumes = {}
+    for name, path in names.items():
+        array, affine = load_volume(path)
+        try:
+            volumes[name] = preprocess_volume(array, affine, fitted.preprocess)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    out = args.out / "saliency"
+    out.mkdir(parents=True, exist_ok=True)
+    for method in args.method or ["guided_backprop", "guided_gradcam"]:
+        res = saliency.compute_maps({"model": fitted.model}, volumes, method=method,
+                                    task=args.task, target=args.target, threshold=0.5,
+                                    progress=not args.no_progress)
+        fig = saliency.plot_model_grid(volumes, res)
+        fig.savefig(out / f"{method}.png", dpi=100, bbox_inches="tight", facecolor="white")
+        saliency.save_maps(res, out / "maps", references={n: str(p) for n, p in names.items()},
+                           config=fitted.preprocess, progress=not args.no_progress)
+    if not args.quiet:
+        print(f"saliency maps in {out} (figures) and {out / 'maps'} (NIfTI, on each scan's grid)")
+    return EXIT_OK
+
+
 def _cmd_saliency(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _saliency_of_scans(args)
+    if args.scans:
+        raise ConfigError("scans to explain need --model (without it, the run's cross-validated "
+                          "models explain its cohort)")
     t0 = time.perf_counter()
     old = args.out / "config.toml"
     if getattr(args, "config", None) is None and old.is_file():
@@ -72,27 +149,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.model.is_file():
-        if not args.preset:
-            raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
-                              "--preset (for example mt_ord_gcs_bin_age)")
-    elif not args.model.is_dir():
-        raise ConfigError(f"--model: folder {args.model} does not exist")
-    elif args.preset or args.skull_strip:
-        raise ConfigError("--preset and --skull-strip apply to the authors' checkpoint files; "
-                          f"{args.model} is a saved model folder")
-    missing = [str(s) for s in args.scans if not s.exists()]
-    if missing:
-        raise ConfigError("scan file(s) or folder(s) not found: " + ", ".join(missing))
-    if args.model.is_file():
-        from ichprog.data import AUTHORS_PREPROCESS
-        from ichprog.experiment import FittedModel
-
-        fitted = FittedModel.from_authors_checkpoint(
-            args.model, args.preset,
-            preprocess=AUTHORS_PREPROCESS.replace(skull_strip=bool(args.skull_strip)))
-    else:
-        fitted = _load_fitted(args.model)
+    _check_scans(args.scans)
+    fitted = _fitted_from_args(args)
     df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

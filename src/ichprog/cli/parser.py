@@ -215,11 +215,31 @@ def _add_convert(sub: Any) -> None:
 
 
 def _add_saliency(sub: Any) -> None:
-    p = _command(sub, "saliency", "Saliency maps and lesion scores of cross-validated models.", """\
+    p = _command(sub, "saliency", "Saliency maps and lesion scores of cross-validated models, "
+                 "or of one model on given scans.", """\
         ichprog saliency --out runs/cv               # explains the models of 'ichprog cv'
         ichprog saliency --out runs/cv --set saliency.n_patients=8
+        ichprog saliency --out maps --model runs/m/train/model dicom/patient7/ scan2.nii.gz
+        ichprog saliency --out maps --model DenseNet_fold0.pth --preset mt_ord_gcs_bin_age dicom/p7/
         """)
     _add_common(p)
+    g = p.add_argument_group("one model on given scans (instead of a run's models and cohort)")
+    g.add_argument("scans", nargs="*", type=Path, metavar="SCAN",
+                   help="NIfTI files or DICOM folders to explain (with --model)")
+    g.add_argument("--model", type=Path, metavar="DIR",
+                   help="a saved model folder, or an authors' checkpoint file with --preset")
+    g.add_argument("--preset", choices=_PRESET_CHOICES, metavar="NAME",
+                   help="the tasks of an authors' checkpoint file")
+    g.add_argument("--skull-strip", action="store_true",
+                   help="strip the skull before an authors' checkpoint")
+    g.add_argument("--method", action="append", choices=("guided_backprop", "gradcam",
+                                                         "guided_gradcam"),
+                   help="saliency method (repeatable; default guided_backprop and "
+                        "guided_gradcam)")
+    g.add_argument("--task", default="prognosis", metavar="NAME",
+                   help="the head to explain (default prognosis)")
+    g.add_argument("--target", type=int, default=1, metavar="K",
+                   help="the class to explain (default 1: poor prognosis)")
 
 
 def _add_report(sub: Any) -> None:
