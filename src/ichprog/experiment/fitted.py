@@ -48,7 +48,8 @@ class FittedModel:
     -----
     :meth:`predict` and :meth:`predict_proba` accept
 
-    * file paths (``str`` or :class:`~pathlib.Path`): each scan is read and pre-processed with
+    * file paths (``str`` or :class:`~pathlib.Path`) of NIfTI files or DICOM folders (see
+      :func:`ichprog.data.load_volume`): each scan is read and pre-processed with
       :attr:`preprocess` (:func:`ichprog.data.preprocess_volume`);
     * numpy arrays: taken as **already pre-processed** ``(D, H, W)`` volumes of shape
       ``preprocess.shape`` with values in ``[0, 1]`` (a ``(N, D, H, W)`` stack is N volumes).
@@ -113,7 +114,7 @@ class FittedModel:
     def _load_path(self, path: Path) -> np.ndarray:
         from ichprog.data import load_volume, preprocess_volume
 
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"no scan at {path}")
         array, affine = load_volume(path)
         try:
@@ -246,6 +247,41 @@ class FittedModel:
             (d / "history.csv").stat().st_size > 1 else pd.DataFrame()
         return cls(model, PreprocessConfig.from_dict(meta["preprocess"]),
                    TrainConfig.from_dict(meta["train_config"]), history, meta.get("info", {}))
+
+
+    @classmethod
+    def from_authors_checkpoint(cls, path: str | Path, preset: Any, preprocess: Any = None,
+                                device: str = "auto") -> FittedModel:
+        """One of the authors' published fold checkpoints, ready to predict.
+
+        Parameters
+        ----------
+        path
+            The checkpoint (their module's ``state_dict``), read with weights only (see
+            :func:`ichprog.models.load_authors_checkpoint`).
+        preset
+            Its tasks: a preset name such as ``"mt_ord_gcs_bin_age"``, a preset or tasks.
+        preprocess
+            Default :data:`ichprog.data.AUTHORS_PREPROCESS`, their input pipeline (which expects
+            skull-stripped scans; ``AUTHORS_PREPROCESS.replace(skull_strip=True)`` strips them).
+        device
+            Where predictions run (``"auto"``: a GPU when there is one).
+
+        Returns
+        -------
+        FittedModel
+            Predicting in float32; ``info`` records the checkpoint's path and SHA-256.
+        """
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.data.cache import file_digest
+        from ichprog.models import load_authors_checkpoint
+        from ichprog.training import TrainConfig
+
+        model = load_authors_checkpoint(path, preset)
+        info = {"source": "authors' checkpoint", "checkpoint": str(path),
+                "sha256": file_digest(path)}
+        return cls(model, preprocess if preprocess is not None else AUTHORS_PREPROCESS,
+                   TrainConfig(device=device, precision="fp32"), info=info)
 
 
 def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
