@@ -11,7 +11,7 @@ from typing import Any
 
 from ichprog._extras import MissingExtraError
 from ichprog._version import __version__
-from ichprog.cli.config import LONG_CLAIMS, _demo_modes
+from ichprog.cli.config import LONG_CLAIMS, _demo_modes, _presets
 from ichprog.cli.errors import EXIT_OK, ConfigError
 from ichprog.cli.run import _describe_run, _device_text, _duration, _finish, _start
 from ichprog.cli.stages import (
@@ -36,6 +36,9 @@ def _fitted_from_args(args: argparse.Namespace) -> Any:
         if not args.preset:
             raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
                               "--preset (for example mt_ord_gcs_bin_age)")
+        if args.preset not in _presets():
+            raise ConfigError(f"--preset: unknown preset {args.preset!r}; choose one of "
+                              f"{', '.join(_presets())}")
         from ichprog.data import AUTHORS_PREPROCESS
         from ichprog.experiment import FittedModel
 

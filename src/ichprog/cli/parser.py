@@ -198,8 +198,8 @@ def _add_predict(sub: Any) -> None:
                    help="a saved model folder (DIR/train/model of 'ichprog train', or a fold's "
                         "DIR/cv/<preset>/fold_00/model), or one of the authors' published "
                         "checkpoint files (with --preset; their input pipeline is used)")
-    p.add_argument("--preset", choices=_PRESET_CHOICES, metavar="NAME",
-                   help="the tasks of an authors' checkpoint file, e.g. mt_ord_gcs_bin_age")
+    p.add_argument("--preset", metavar="NAME",
+                   help="the tasks of an authors' checkpoint file: {presets}")
     p.add_argument("--skull-strip", action="store_true",
                    help="strip the skull before an authors' checkpoint (their scans were "
                         "stripped beforehand)")
@@ -241,8 +241,8 @@ def _add_saliency(sub: Any) -> None:
                    help="NIfTI files or DICOM folders to explain (with --model)")
     g.add_argument("--model", type=Path, metavar="DIR",
                    help="a saved model folder, or an authors' checkpoint file with --preset")
-    g.add_argument("--preset", choices=_PRESET_CHOICES, metavar="NAME",
-                   help="the tasks of an authors' checkpoint file")
+    g.add_argument("--preset", metavar="NAME",
+                   help="the tasks of an authors' checkpoint file: {presets}")
     g.add_argument("--skull-strip", action="store_true",
                    help="strip the skull before an authors' checkpoint")
     g.add_argument("--method", action="append", choices=("guided_backprop", "gradcam",
