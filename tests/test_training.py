@@ -431,6 +431,7 @@ def test_a_budget_plans_the_epochs_and_shapes_the_one_cycle(monkeypatch):
     import ichprog.training.loop as loop
 
     monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 2.0)
+    monkeypatch.setattr(loop, "_replan", lambda config, *a: (config, False))  # the first plan
     ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
     # 0.9 * 9 s / 2 s per epoch: 4 epochs of the 20 allowed, the schedule spanning those 4
     config = cfg(max_epochs=20, batch_size=4, accumulation_steps=1, lr=5e-3, time_budget=9,
@@ -476,6 +477,7 @@ def test_a_budgeted_run_is_reused_with_its_plan(monkeypatch, tmp_path):
     ds, val = make_dataset(10), make_dataset(6, seed=3, prefix="v")
     config = cfg(max_epochs=20, time_budget=9, select="last", patience=None)
     monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 2.0)
+    monkeypatch.setattr(loop, "_replan", lambda config, *a: (config, False))
     first = train(make_model(), ds, val, config, out_dir=tmp_path)
     # a second call times differently, but keeps the plan it finds in the folder
     monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 1.0)
@@ -568,3 +570,15 @@ def test_a_slow_run_is_replanned_and_its_one_cycle_still_anneals(monkeypatch, tm
     again = train(make_model(), slow, make_dataset(4, seed=3, prefix="v"), config,
                   out_dir=tmp_path)
     assert again.reused and again.config.max_epochs == res.config.max_epochs
+
+
+def test_epochs_faster_than_estimated_get_more_of_the_budget(monkeypatch):
+    import ichprog.training.loop as loop
+
+    monkeypatch.setattr(loop, "_estimate_epoch_seconds", lambda *a, **k: 10.0)  # far too high
+    config = cfg(max_epochs=12, batch_size=4, accumulation_steps=1, lr=5e-3, time_budget=30.0,
+                 schedule="onecycle", select="last", patience=None)
+    res = train(make_model(), make_dataset(8), make_dataset(4, seed=3, prefix="v"), config)
+    report = res.extra["time_budget"]
+    assert report["planned_epochs"] > 2 and report["replanned_after_epochs"][0] == 1
+    assert res.config.max_epochs <= 12 and res.history["lr"].iloc[-1] < 1e-4

@@ -26,9 +26,10 @@
 # Here the folder is written from synthetic scans so that the notebook runs anywhere; replace
 # `MY_DATA` with your folder.
 #
-# **Runtime on 2 CPU cores:** 1 min 20 s at the size below (96 patients, a one-minute training
-# budget). The page you are reading was executed at the small size that CI uses
-# (`ICHPROG_EXAMPLE_SMALL=1`: 24 patients, a 6-second budget, about 25 s).
+# **Runtime on 2 CPU cores:** 1 min 40 s at the size below (96 patients, a one-minute training
+# budget that takes most of it), measured on two cores shared with other jobs. The page you
+# are reading was executed at the small size that CI uses (`ICHPROG_EXAMPLE_SMALL=1`: 24
+# patients, a 6-second budget, 16 s).
 
 # %%
 import warnings

@@ -17,9 +17,10 @@
 # `ichprog.tabular.table1` runs every column on shared folds and puts the published values
 # beside the result. No image is needed, so the phantom's clinical table is enough.
 #
-# **Runtime on 2 CPU cores:** 1 min 10 s at the size below (261 patients, 10 folds, the
-# published protocol). The page you are reading was executed at the small size that CI uses
-# (`ICHPROG_EXAMPLE_SMALL=1`: 5 folds and a shorter DNN training, about 20 s). The numbers
+# **Runtime on 2 CPU cores:** 35 s at the size below (261 patients, 10 folds, the published
+# protocol), measured on two cores shared with other jobs. The page you are reading was
+# executed at the small size that CI uses (`ICHPROG_EXAMPLE_SMALL=1`: 5 folds and a shorter
+# DNN training, 9 s). The numbers
 # come from synthetic patients: compare the *ranking* of the columns with the paper's, not the
 # values.
 

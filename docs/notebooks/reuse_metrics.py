@@ -17,8 +17,8 @@
 # of a three-class GCS estimate, the tidy table, the paper's mean ± SD table and bootstrap
 # intervals.
 #
-# **Runtime on 2 CPU cores:** 6 s (the same at the small size CI uses; most of it starting
-# Python).
+# **Runtime on 2 CPU cores:** 5 s (3 s at the small size CI uses, which is the same
+# notebook: it has no larger size).
 
 # %%
 import warnings

@@ -185,7 +185,10 @@ def train(model: MultiTaskNet, train_ds: Dataset, val_ds: Dataset,
         state.start_epoch = config.max_epochs + 1
 
     loop_started = time.perf_counter()
-    for epoch in _iter_epochs(state.start_epoch, config.max_epochs, config.progress):
+    # under a budget the plan may grow up to the configured epochs: loop that far, stop on done
+    last = max(config.max_epochs, int(plan["max_epochs"])) if plan and plan.get("budget_s") \
+        else config.max_epochs
+    for epoch in _iter_epochs(state.start_epoch, last, config.progress):
         row = _epoch(model, train_fwd, train_ds, val_ds, tasks, config, run, state, epoch)
         if epoch == state.start_epoch and not (plan and (plan["warned"] or plan["budget_s"])):
             _warn_if_long(row["seconds"], config.max_epochs - epoch, run.device)
@@ -560,10 +563,11 @@ def _estimate_epoch_seconds(model: MultiTaskNet, config: TrainConfig, train_ds: 
 def _replan(config: TrainConfig, run: _Run, epoch: int, loop_started: float,
             n_done: int) -> tuple[TrainConfig, bool]:
     """Under a time budget, after an epoch: when the epochs run slower than planned (a busy
-    machine, costs the probe did not see), plan fewer. Returns the configuration to go on with
-    and whether no further epoch fits. A shorter plan rebuilds the one-cycle schedule over the
-    new number of epochs, at the step the run has reached (so it still anneals by the last
-    epoch), and re-hashes the run with it."""
+    machine, costs the probe did not see), plan fewer; when they run clearly faster (an
+    estimate made on a busy machine), plan more, up to the configured ``max_epochs``. Returns
+    the configuration to go on with and whether no further epoch fits. A new plan rebuilds the
+    one-cycle schedule over the new number of epochs, at the step the run has reached (so it
+    still anneals by the last epoch), and re-hashes the run with it."""
     import sys
 
     assert run.budget is not None
@@ -572,8 +576,11 @@ def _replan(config: TrainConfig, run: _Run, epoch: int, loop_started: float,
     left = float(run.budget["budget_s"]) - (now - run.started)
     if per_epoch <= 0 or left < per_epoch:
         return config, True
-    fits = max(epoch + 1, epoch + math.floor(BUDGET_SHARE * left / per_epoch))
-    if fits >= config.max_epochs:
+    cap = int(run.budget.get("max_epochs") or config.max_epochs)
+    fits = min(cap, max(epoch + 1, epoch + math.floor(BUDGET_SHARE * left / per_epoch)))
+    # fewer epochs as soon as they do not fit; more (up to the cap) only when two more fit, so
+    # that timing noise does not move the schedule back and forth
+    if fits == config.max_epochs or config.max_epochs < fits < config.max_epochs + 2:
         return config, False
     new = _with_epochs(config, fits)
     run.budget["planned_epochs"] = fits
@@ -586,7 +593,7 @@ def _replan(config: TrainConfig, run: _Run, epoch: int, loop_started: float,
     print(f"time budget: epochs take {_duration_s(per_epoch)}, not the "
           f"{_duration_s(run.budget.get('estimated_epoch_s') or 0.0)} estimated -> "
           f"{fits} epochs planned instead of {config.max_epochs}"
-          + (" (the one-cycle schedule is shortened to end with them)"
+          + (" (the one-cycle schedule is rebuilt to end with them)"
              if run.scheduler is not None else ""), file=sys.stderr, flush=True)
     return new, False
 
