@@ -130,9 +130,10 @@ class TrainConfig:
         epoch, and lowers ``max_epochs`` to the epochs that fit (never below 1); with
         ``schedule="onecycle"`` the schedule then spans the planned epochs, so a budget makes
         a shorter cycle, not a truncated one. After every epoch the plan is checked against
-        the measured epochs: if they run slower than estimated, fewer epochs are planned (and
-        the one-cycle schedule rebuilt over them at the step reached); if not even one more
-        fits, the run stops cleanly (``stop_reason="time_budget"``).
+        the measured epochs: if they run slower than estimated, fewer epochs are planned, if
+        clearly faster more (up to ``max_epochs``), and the one-cycle schedule is rebuilt over
+        the new plan at the step reached; if not even one more epoch fits, the run stops
+        cleanly (``stop_reason="time_budget"``).
         What was planned and done is in :attr:`TrainResult.extra` ``["time_budget"]``.
     class_balance
         Weight the positive targets of every binary and ordinal output in the training loss by
