@@ -18,10 +18,9 @@
 #   public table are optional;
 # * one head CT per patient as NIfTI (`.nii` or `.nii.gz`), named `<PatientID>.nii.gz` (or
 #   `<PatientID>_brain.nii.gz`), either in `GOOD_PROGNOSIS/` and `POOR_PROGNOSIS/` folders (the
-#   public dataset's layout) or all in one folder;
+#   public dataset's layout) or all in one folder; a DICOM series works too, as a folder
+#   `<PatientID>/` of its slices in place of the file (page "DICOM input");
 # * optionally a lesion mask per patient, `<PatientID>_mask.nii.gz`, for the saliency scores.
-#
-# DICOM series are not read yet: convert them to NIfTI first (for example with `dcm2niix`).
 #
 # Here the folder is written from synthetic scans so that the notebook runs anywhere; replace
 # `MY_DATA` with your folder.
