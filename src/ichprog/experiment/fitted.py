@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import derive_seed, package_versions, write_csv, write_json
+from ichprog._util import (
+    derive_seed,
+    package_versions,
+    read_text_verified,
+    verify_checksum,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -110,15 +117,11 @@ class FittedModel:
         return ArrayDataset(vols, ids=ids)
 
     def _load_path(self, path: Path) -> np.ndarray:
-        from ichprog.data import load_volume, preprocess_volume
+        from ichprog.data.cache import load_preprocessed
 
         if not path.is_file():
             raise FileNotFoundError(f"no scan at {path}")
-        array, affine = load_volume(path)
-        try:
-            return preprocess_volume(array, affine, self.preprocess)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+        return load_preprocessed(path, self.preprocess)
 
     def _check_array(self, arr: np.ndarray, i: int) -> np.ndarray:
         expected = tuple(self.preprocess.shape)
@@ -214,7 +217,7 @@ class FittedModel:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_weights(self.model, out / "model.safetensors")
-        write_csv(self.history, out / "history.csv")
+        write_csv(self.history, out / "history.csv", checksum=True)
         write_json({
             "format": FITTED_FORMAT,
             "model": self.model.config(),
@@ -222,7 +225,7 @@ class FittedModel:
             "train_config": self.config.to_dict(),
             "info": self.info,
             "versions": package_versions(),
-        }, out / "fitted.json")
+        }, out / "fitted.json", checksum=True)
         return out
 
     @classmethod
@@ -230,7 +233,9 @@ class FittedModel:
         """Load a model written by :meth:`save`.
 
         Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the folder does not
-        hold a saved model.
+        hold a saved model, when a file does not match the checksum recorded when it was saved
+        (:class:`ichprog._util.IntegrityError`, a ``ValueError``), or when ``fitted.json`` is
+        not valid JSON or describes invalid settings.
         """
         from ichprog.data import PreprocessConfig
         from ichprog.models import MultiTaskNet
@@ -240,17 +245,38 @@ class FittedModel:
         meta_path = d / "fitted.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"no fitted.json in {d}: not a saved FittedModel")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(read_text_verified(meta_path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{meta_path}: not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
         if meta.get("format") != FITTED_FORMAT:
             raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected "
                              f"{FITTED_FORMAT!r}")
-        model = MultiTaskNet.from_config(meta["model"])
-        load_weights(model, d / "model.safetensors")
+        missing = [k for k in ("model", "preprocess", "train_config") if k not in meta]
+        if missing:
+            raise ValueError(f"{meta_path}: missing entr{'y' if len(missing) == 1 else 'ies'} "
+                             f"{missing}")
+        try:
+            model = MultiTaskNet.from_config(meta["model"])
+            preprocess = PreprocessConfig.from_dict(meta["preprocess"])
+            config = TrainConfig.from_dict(meta["train_config"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{meta_path}: invalid settings ({type(exc).__name__}: {exc})") \
+                from exc
+        try:
+            load_weights(model, d / "model.safetensors")
+        except RuntimeError as exc:
+            raise ValueError(f"{d / 'model.safetensors'} does not fit the network described in "
+                             f"{meta_path}: {exc}") from exc
         model.to(device).eval()
-        history = pd.read_csv(d / "history.csv") if (d / "history.csv").is_file() and \
-            (d / "history.csv").stat().st_size > 1 else pd.DataFrame()
-        return cls(model, PreprocessConfig.from_dict(meta["preprocess"]),
-                   TrainConfig.from_dict(meta["train_config"]), history, meta.get("info", {}))
+        hpath = d / "history.csv"
+        history = pd.DataFrame()
+        if hpath.is_file() and hpath.stat().st_size > 1:
+            verify_checksum(hpath)
+            history = pd.read_csv(hpath)
+        return cls(model, preprocess, config, history, meta.get("info", {}))
 
 
 def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
