@@ -57,6 +57,7 @@ __all__ = [
     "record_checksum",
     "verify_checksum",
     "read_text_verified",
+    "read_csv_verified",
     "save_figure",
     "RUN_PACKAGES",
     "MANIFEST_PACKAGES",
@@ -172,6 +173,18 @@ def read_text_verified(path: str | os.PathLike[str]) -> str:
     """The UTF-8 text of a file after :func:`verify_checksum`."""
     verify_checksum(path)
     return Path(path).read_text(encoding="utf-8")
+
+
+def read_csv_verified(path: str | os.PathLike[str], **read_csv: Any) -> Any:
+    """A CSV file as a :class:`pandas.DataFrame` after :func:`verify_checksum`; an empty or
+    unparsable file raises ``ValueError`` naming it."""
+    import pandas as pd
+
+    verify_checksum(path)
+    try:
+        return pd.read_csv(path, **read_csv)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: not a readable CSV table ({exc})") from exc
 
 
 # -- atomic writes ------------------------------------------------------------------------------

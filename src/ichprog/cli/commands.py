@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ichprog._util import write_csv
 from ichprog._version import __version__
 from ichprog.cli.config import LONG_CLAIMS, _demo_modes
 from ichprog.cli.errors import EXIT_OK, ConfigError
@@ -79,8 +80,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     fitted = _load_fitted(args.model)
     df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out)
+        write_csv(df, args.out, index=True)
         if not args.quiet:
             print(f"wrote {args.out}")
     else:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ichprog._util import atomic_write
 
-__all__ = ["load_volume", "save_volume", "check_volume", "NIFTI_SUFFIXES"]
+__all__ = ["load_volume", "save_volume", "check_volume", "volume_geometry", "NIFTI_SUFFIXES"]
 
 #: File name endings recognised as NIfTI volumes when scanning folders.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
@@ -153,6 +153,20 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
     _check_size(img, path)
     _check_header_size(img, path)
     return shape
+
+
+def volume_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The spatial shape and the ``(4, 4)`` affine of a volume file, from its header only.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`check_volume`; the message names the file.
+    """
+    path = Path(path)
+    img = _load_image(path)
+    shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
+    return shape, np.asarray(img.affine, dtype=np.float64)
 
 
 def load_volume(

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._util import read_csv_verified
 from ichprog.constants import ID_COLUMN
 from ichprog.tasks import Preset, Task, as_preset
 
 
 def _read_ids_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={ID_COLUMN: str, "id": str})
+    return read_csv_verified(path, dtype={ID_COLUMN: str, "id": str})
 
 
 def prediction_columns(task: Task) -> list[str]:

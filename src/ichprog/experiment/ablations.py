@@ -160,7 +160,7 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
     tidy_all = pd.concat([r.metrics() for r in results.values()], ignore_index=True)
     res = AblationResult(metrics=tidy_all, results=results, task=base.primary.name)
     if out is not None:
-        write_csv(tidy_all, out / "ablation_metrics.csv")
+        write_csv(tidy_all, out / "ablation_metrics.csv", checksum=True)
         import matplotlib.pyplot as plt
 
         fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)

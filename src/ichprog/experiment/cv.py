@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import derive_seed, package_versions, stable_hash, write_csv, write_json
+from ichprog._util import (
+    derive_seed,
+    package_versions,
+    read_csv_verified,
+    read_text_verified,
+    stable_hash,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -248,14 +256,14 @@ class CVResult:
         """Write ``predictions.csv``, ``metrics.csv``, ``history.csv`` and ``config.json``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(self.predictions, out / "predictions.csv")
-        write_csv(self.metrics(), out / "metrics.csv")
-        write_csv(self.history, out / "history.csv")
+        write_csv(self.predictions, out / "predictions.csv", checksum=True)
+        write_csv(self.metrics(), out / "metrics.csv", checksum=True)
+        write_csv(self.history, out / "history.csv", checksum=True)
         cfg = dict(self.config)
         cfg.update({"format": CV_FORMAT, "name": self.name, "preset": self.preset.to_dict(),
                     "threshold": self.threshold})
         cfg.setdefault("versions", package_versions())
-        write_json(cfg, out / "config.json")
+        write_json(cfg, out / "config.json", checksum=True)
         return out
 
     @classmethod
@@ -266,13 +274,17 @@ class CVResult:
         path = d / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"no config.json in {d}: not a cross-validation folder")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        if cfg.get("format") != CV_FORMAT:
+        try:
+            cfg = json.loads(read_text_verified(path))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(cfg, dict) or cfg.get("format") != CV_FORMAT:
+            cfg = cfg if isinstance(cfg, dict) else {}
             raise ValueError(f"{path}: format {cfg.get('format')!r}, expected {CV_FORMAT!r}")
         preds = _read_ids_csv(d / "predictions.csv")
         hist_path = d / "history.csv"
-        history = pd.read_csv(hist_path) if hist_path.is_file() and hist_path.stat().st_size > 1 \
-            else pd.DataFrame()
+        history = read_csv_verified(hist_path) if hist_path.is_file() and \
+            hist_path.stat().st_size > 1 else pd.DataFrame()
         return cls(predictions=preds, preset=Preset.from_dict(cfg["preset"]), name=cfg["name"],
                    history=history, config=cfg, out_dir=d, threshold=cfg.get("threshold", 0.5))
 
@@ -494,7 +506,10 @@ class _FoldStore:
         fdir = self.folder(index)
         if fdir is None or not (fdir / "fold.json").is_file():
             return None
-        meta = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(read_text_verified(fdir / "fold.json"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{fdir / 'fold.json'}: not valid JSON ({exc})") from exc
         if meta.get("hash") != fold_hash:
             if not self.overwrite:
                 raise ValueError(
@@ -509,7 +524,7 @@ class _FoldStore:
         h = None
         hp = fdir / "model" / "history.csv"
         if hp.is_file() and hp.stat().st_size > 1:
-            h = pd.read_csv(hp)
+            h = read_csv_verified(hp)
             h.insert(0, "fold", index)
         return p, h
 
@@ -517,17 +532,17 @@ class _FoldStore:
         fdir = self.folder(index)
         if fdir is not None:
             write_json({"hash": fold_hash, "seed": fold_seed, "fold": index,
-                        "status": "running"}, fdir / "fold.json")
+                        "status": "running"}, fdir / "fold.json", checksum=True)
 
     def finish(self, fold: Any, fold_hash: str, fold_seed: int, predictions: pd.DataFrame,
                info: Mapping[str, Any]) -> None:
         fdir = self.folder(fold.index)
         if fdir is None:
             return
-        write_csv(predictions, fdir / "predictions.csv")
+        write_csv(predictions, fdir / "predictions.csv", checksum=True)
         write_json({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
                     "status": "done", "best_epoch": info.get("best_epoch"),
                     "epochs_run": info.get("epochs_run"),
                     "stop_reason": info.get("stop_reason"),
                     "n_train": len(fold.train), "n_val": len(fold.val),
-                    "n_test": len(fold.test)}, fdir / "fold.json")
+                    "n_test": len(fold.test)}, fdir / "fold.json", checksum=True)

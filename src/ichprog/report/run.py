@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from ichprog._util import read_text_verified, verify_checksum
 from ichprog.constants import (
     BINARY_METRICS,
     GCS_BINARY_CLASSES,
@@ -98,6 +99,7 @@ def _caption(png: Path) -> str:
 def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
+    verify_checksum(path)  # a table damaged or cut short since its stage wrote it
     try:
         return pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
@@ -453,7 +455,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     mpath = run_dir / "run.json"
     if mpath.is_file():
         try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            manifest = json.loads(read_text_verified(mpath))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{mpath} is not valid JSON: {exc}") from exc
     labels = _labels(manifest)

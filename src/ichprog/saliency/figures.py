@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ichprog._util import save_figure
+
 __all__ = ["BRAIN_WINDOW", "select_slices", "plot_slices", "plot_model_grid"]
 
 #: Brain window (level, width) in Hounsfield units, used for volumes that are not yet windowed.
@@ -150,7 +152,7 @@ def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
+    save_figure(fig, os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
 
 
 def _new_figure(figsize: tuple[float, float]) -> Any:

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ichprog._util import derive_seed
+from ichprog._util import derive_seed, write_csv, write_text
 from ichprog.constants import (
     AGE_COLUMN,
     GCS_COLUMN,
@@ -194,14 +194,15 @@ class TabularCVResult:
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.predictions.to_csv(out / "predictions.csv", index=False)
-        self.metrics().to_csv(out / "metrics.csv", index=False)
-        self.info.to_csv(out / "folds.csv", index=False)
+        write_csv(self.predictions, out / "predictions.csv", checksum=True)
+        write_csv(self.metrics(), out / "metrics.csv", checksum=True)
+        write_csv(self.info, out / "folds.csv", checksum=True)
         config = {"model": self.model, "features": list(self.features), "label": self.label,
                   "threshold": self.threshold, "seed": self.seed,
                   "params": {k: repr(v) for k, v in
                              (self.fitted[0]["model"].get_params().items() if self.fitted else [])}}
-        (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+        write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False),
+                   checksum=True)
         if self.splits is not None and hasattr(self.splits, "save"):
             self.splits.save(out / "splits.json")
         return out
