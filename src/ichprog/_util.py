@@ -103,8 +103,25 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
 
-def record_checksum(path: str | os.PathLike[str], digest: str | None = None) -> str:
-    """Write ``<path>.sha256`` (the ``sha256sum`` format) for an existing file, atomically.
+def _recorded_digests(path: Path) -> list[str] | None:
+    """The digests of a checksum record, newest first (``None`` when there is no record; an
+    empty list when it is unreadable)."""
+    rec = _record_path(path)
+    try:
+        lines = rec.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    out = []
+    for line in lines:
+        word = line.split()[0].lower() if line.split() else ""
+        if len(word) == 64 and all(c in "0123456789abcdef" for c in word):
+            out.append(word)
+    return out
+
+
+def record_checksum(path: str | os.PathLike[str], digest: str | None = None,
+                    also: Sequence[str] = ()) -> str:
+    """Write ``<path>.sha256`` (the ``sha256sum`` format) for a file, atomically.
 
     Parameters
     ----------
@@ -112,6 +129,10 @@ def record_checksum(path: str | os.PathLike[str], digest: str | None = None) -> 
         The file.
     digest
         Its SHA-256 when already known; computed otherwise.
+    also
+        Further digests accepted for the same file (:func:`atomic_write` lists the previous
+        content's digest while it replaces the file, so that a process killed between the two
+        renames leaves a record that matches whichever content is on disk).
 
     Returns
     -------
@@ -120,7 +141,8 @@ def record_checksum(path: str | os.PathLike[str], digest: str | None = None) -> 
     """
     path = Path(path)
     digest = digest or file_sha256(path)
-    write_text(_record_path(path), f"{digest}  {path.name}\n", fsync=False)
+    lines = [f"{d}  {path.name}\n" for d in dict.fromkeys([digest, *also])]
+    write_text(_record_path(path), "".join(lines), fsync=False)
     return digest
 
 
@@ -151,21 +173,21 @@ def verify_checksum(path: str | os.PathLike[str], required: bool = False) -> boo
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
     rec = _record_path(path)
-    if not rec.is_file():
+    expected = _recorded_digests(path)
+    if expected is None:
         if required:
             raise IntegrityError(f"{path}: no checksum record ({rec.name}); the file was not "
                                  "written completely by ichprog")
         return False
-    text = rec.read_text(encoding="utf-8", errors="replace").split()
-    expected = text[0].lower() if text else ""
-    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+    if not expected:
         raise IntegrityError(f"{path}: unreadable checksum record {rec}")
     actual = file_sha256(path)
-    if actual != expected:
+    if actual not in expected:
         raise IntegrityError(
             f"{path}: the content does not match the checksum recorded when it was written "
-            f"(SHA-256 {actual[:12]}... != {expected[:12]}... in {rec.name}); the file is damaged, "
-            "truncated or was edited. Restore it, or delete it (and its .sha256) to recompute it")
+            f"(SHA-256 {actual[:12]}... != {expected[0][:12]}... in {rec.name}); the file is "
+            "damaged, truncated or was edited. Restore it, or delete it (and its .sha256) to "
+            "recompute it")
     return True
 
 
@@ -206,8 +228,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], *,
     fsync
         Flush the temporary file to the disk before the rename.
     checksum
-        Also write the checksum record ``<path>.sha256`` (see :func:`verify_checksum`). The record
-        is computed from the temporary file and renamed into place just before the file itself.
+        Also write the checksum record ``<path>.sha256`` (see :func:`verify_checksum`), computed
+        from the temporary file. While the file is replaced the record lists the old and the
+        new digest, so that the pair stays consistent when the process is killed at any point.
 
     Notes
     -----
@@ -223,9 +246,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], *,
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         if checksum:
-            record_checksum(path, file_sha256(tmp))
+            # the record accepts the old and the new content while the file is replaced
+            digest = file_sha256(tmp)
+            before: list[str] = []
+            if path.is_file():
+                before = (_recorded_digests(path) or [file_sha256(path)])[:1]
+            record_checksum(path, digest, also=before)
         os.replace(tmp, path)
-        if not checksum:  # a record of an earlier content would now be wrong
+        if checksum:
+            record_checksum(path, digest)
+        else:  # a record of an earlier content would now be wrong
             with contextlib.suppress(FileNotFoundError):
                 _record_path(path).unlink()
     finally:

@@ -34,10 +34,10 @@ def _load_cohort(run: _Run) -> Any:
         table = Path(data["table"])
         if not table.is_file():
             raise ConfigError(f"[data] table: file {table} does not exist")
-        for key in ("image_dir", "mask_dir"):
-            if data[key] and not Path(data[key]).is_dir():
-                raise ConfigError(f"[data] {key} (--{key.replace('_', '-')}): folder "
-                                  f"{data[key]} does not exist")
+        for name in ("image_dir", "mask_dir"):
+            if data[name] and not Path(data[name]).is_dir():
+                raise ConfigError(f"[data] {name} (--{name.replace('_', '-')}): folder "
+                                  f"{data[name]} does not exist")
         cohort = load_cohort(table, image_dir=data["image_dir"] or None,
                              mask_dir=data["mask_dir"] or None, scan_checks=_scan_checks(cfg))
         _check_table_unchanged(run, table)
