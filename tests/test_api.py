@@ -44,17 +44,19 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.data": {
         "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "Fold", "ID_COLUMN",
-        "LABEL_COLUMN", "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "Splits",
-        "VolumeCache", "load_cohort", "load_table", "load_volume", "make_phantom_cohort",
-        "make_splits", "oversample", "phantom_table", "preprocess_volume", "save_volume",
-        "strip_skull", "to_original_space"
+        "ImplausibleScanError", "ImplausibleScanWarning", "LABEL_COLUMN", "NUMERIC_COLUMNS",
+        "PhantomConfig", "PreprocessConfig", "ScanChecks", "Splits", "VolumeCache",
+        "check_mask_grid", "check_scan", "load_cohort", "load_table", "load_volume",
+        "make_phantom_cohort", "make_splits", "oversample", "phantom_table",
+        "preprocess_volume", "save_volume", "strip_skull", "to_original_space"
     },
     "ichprog.models": {
         "Bf16SafeConv3d", "MultiTaskNet", "PerezCNN", "TRUNKS", "TaskHead", "TrunkSpec",
         "balanced_pos_weight", "build_trunk", "make_bf16_safe", "multitask_loss"
     },
     "ichprog.training": {
-        "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
+        "ArrayDataset", "CheckpointWarning", "TrainConfig", "TrainResult", "load_checkpoint",
+        "load_weights",
         "plot_history", "predict_proba", "read_sidecar", "resolve_channels_last",
         "resolve_device", "resolve_precision", "save_checkpoint", "save_weights",
         "seed_everything", "targets_to_classes", "train"
