@@ -176,6 +176,28 @@ def test_report_killed_while_writing_keeps_a_complete_report(tmp_path: Path) -> 
     assert (run / "report.html").read_bytes() == reference["report.html"]
 
 
+def test_full_disk_while_writing_keeps_the_previous_report(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from ichprog.report import build_report
+
+    run = _run_folder(tmp_path)
+    build_report(run)
+    before = (run / "report.html").read_bytes()
+    real = Path.write_text
+
+    def disk_full(self: Path, data: str, *args, **kwargs):  # half of the bytes, then ENOSPC
+        real(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        build_report(run)
+    monkeypatch.undo()
+    assert (run / "report.html").read_bytes() == before
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
 # -- run folders ----------------------------------------------------------------------------------
 _PHANTOM = ["phantom", "--n-patients", "12", "--no-progress", "-q",
             "--set", "data.phantom_shape=[8,24,24]"]
