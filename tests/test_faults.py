@@ -139,6 +139,52 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> 
     assert state_equal(resumed.model, straight.model)
 
 
+# -- cache filling ----------------------------------------------------------------------------------
+def _fill_cache(root: str, paths: list[str]) -> None:
+    from ichprog.data import PreprocessConfig, VolumeCache
+
+    cache = VolumeCache(root, PreprocessConfig(shape=(8, 16, 16)))
+    while True:  # refill for ever: the kill lands at any point of a write
+        cache.clear()
+        cache.warm(paths, progress=False)
+
+
+def test_cache_filling_killed_then_rerun_equals_direct_computation(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from conftest import HEAD_AFFINE, head_ct
+    from ichprog._util import verify_checksum
+    from ichprog.data import PreprocessConfig, VolumeCache, save_volume
+    from ichprog.data.cache import load_preprocessed
+
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"s{i}.nii.gz"
+        save_volume(head_ct(seed=i), HEAD_AFFINE, p)
+        paths.append(str(p))
+    root = tmp_path / "cache"
+    config = PreprocessConfig(shape=(8, 16, 16))
+    folder = root / config.key()
+    expected = [load_preprocessed(p, config) for p in paths]  # (imports torch before the fork)
+    rng = np.random.default_rng(2)
+    for _ in range(2):
+        proc = mp.get_context("fork").Process(target=_fill_cache, args=(str(root), paths))
+        proc.start()
+        t0 = time.monotonic()
+        while not (folder.is_dir() and any(folder.glob("*.npy"))):
+            assert proc.is_alive() and time.monotonic() - t0 < 60
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.2)))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=30)
+        for entry in folder.glob("*.npy"):  # whatever is there is complete and verifies
+            verify_checksum(entry)
+    cache = VolumeCache(root, config)
+    cache.warm(paths, progress=False)
+    for p, want in zip(paths, expected):
+        np.testing.assert_array_equal(cache.get(p), want)
+
+
 # -- report writing -------------------------------------------------------------------------------
 def _run_folder(root: Path) -> Path:
     run = root / "run"
