@@ -38,6 +38,9 @@ def _load_cohort(run: _Run) -> Any:
             if data[name] and not Path(data[name]).is_dir():
                 raise ConfigError(f"[data] {name} (--{name.replace('_', '-')}): folder "
                                   f"{data[name]} does not exist")
+        if not data["image_dir"]:
+            run.say(f"[data] scans are looked for in the table's folder {table.parent.resolve()} "
+                    "([data] image_dir / --image-dir is not set)")
         cohort = load_cohort(table, image_dir=data["image_dir"] or None,
                              mask_dir=data["mask_dir"] or None, scan_checks=_scan_checks(cfg))
         _check_table_unchanged(run, table)
