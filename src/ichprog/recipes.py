@@ -46,6 +46,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ichprog._extras import require_extra
+
+# the recipes are checked against ichprog.data and ichprog.training when defined
+require_extra(__name__, "image", ("torch", "monai", "nibabel", "safetensors"))
+
 __all__ = ["Recipe", "RECIPES", "get_recipe", "as_recipe"]
 
 #: The trunk a recipe's ``trunk`` replaces (the paper's); presets with another trunk keep theirs.

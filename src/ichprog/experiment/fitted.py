@@ -4,8 +4,8 @@ and loads it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._extras import MissingExtraError
 from ichprog._util import (
     derive_seed,
     package_versions,
-    read_text_verified,
+    read_json,
     verify_checksum,
     write_csv,
     write_json,
@@ -54,7 +55,8 @@ class FittedModel:
     -----
     :meth:`predict` and :meth:`predict_proba` accept
 
-    * file paths (``str`` or :class:`~pathlib.Path`): each scan is read and pre-processed with
+    * file paths (``str`` or :class:`~pathlib.Path`) of NIfTI files or DICOM folders (see
+      :func:`ichprog.data.load_volume`): each scan is read and pre-processed with
       :attr:`preprocess` (:func:`ichprog.data.preprocess_volume`);
     * numpy arrays: taken as **already pre-processed** ``(D, H, W)`` volumes of shape
       ``preprocess.shape`` with values in ``[0, 1]`` (a ``(N, D, H, W)`` stack is N volumes).
@@ -119,7 +121,7 @@ class FittedModel:
     def _load_path(self, path: Path) -> np.ndarray:
         from ichprog.data.cache import load_preprocessed
 
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"no scan at {path}")
         return load_preprocessed(path, self.preprocess)
 
@@ -243,17 +245,7 @@ class FittedModel:
 
         d = Path(directory)
         meta_path = d / "fitted.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"no fitted.json in {d}: not a saved FittedModel")
-        try:
-            meta = json.loads(read_text_verified(meta_path))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{meta_path}: not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict):
-            raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
-        if meta.get("format") != FITTED_FORMAT:
-            raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected "
-                             f"{FITTED_FORMAT!r}")
+        meta = read_json(meta_path, fmt=FITTED_FORMAT, what="a saved FittedModel")
         missing = [k for k in ("model", "preprocess", "train_config") if k not in meta]
         if missing:
             raise ValueError(f"{meta_path}: missing entr{'y' if len(missing) == 1 else 'ies'} "
@@ -277,6 +269,41 @@ class FittedModel:
             verify_checksum(hpath)
             history = pd.read_csv(hpath)
         return cls(model, preprocess, config, history, meta.get("info", {}))
+
+
+    @classmethod
+    def from_authors_checkpoint(cls, path: str | Path, preset: Any, preprocess: Any = None,
+                                device: str = "auto") -> FittedModel:
+        """One of the authors' published fold checkpoints, ready to predict.
+
+        Parameters
+        ----------
+        path
+            The checkpoint (their module's ``state_dict``), read with weights only (see
+            :func:`ichprog.models.load_authors_checkpoint`).
+        preset
+            Its tasks: a preset name such as ``"mt_ord_gcs_bin_age"``, a preset or tasks.
+        preprocess
+            Default :data:`ichprog.data.AUTHORS_PREPROCESS`, their input pipeline (which expects
+            skull-stripped scans; ``AUTHORS_PREPROCESS.replace(skull_strip=True)`` strips them).
+        device
+            Where predictions run (``"auto"``: a GPU when there is one).
+
+        Returns
+        -------
+        FittedModel
+            Predicting in float32; ``info`` records the checkpoint's path and SHA-256.
+        """
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.data.cache import file_digest
+        from ichprog.models import load_authors_checkpoint
+        from ichprog.training import TrainConfig
+
+        model = load_authors_checkpoint(path, preset)
+        info = {"source": "authors' checkpoint", "checkpoint": str(path),
+                "sha256": file_digest(path)}
+        return cls(model, preprocess if preprocess is not None else AUTHORS_PREPROCESS,
+                   TrainConfig(device=device, precision="fp32"), info=info)
 
 
 def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
@@ -405,8 +432,13 @@ def _write_fitted(fitted: FittedModel, result: Any, out: Path, ckpt: Path | None
     """Save the model and its history plot under ``out/model``; drop the checkpoints unless kept."""
     fitted.save(out / "model")
     if len(result.history):
-        import matplotlib.pyplot as plt
+        try:
+            fig = result.plot_history(out / "model" / "history.png")
+        except MissingExtraError as exc:  # the model is saved; only the figure is missing
+            warnings.warn(f"history.png not written: {exc}", stacklevel=3)
+        else:
+            import matplotlib.pyplot as plt
 
-        plt.close(result.plot_history(out / "model" / "history.png"))
+            plt.close(fig)
     if not keep_checkpoints and ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)

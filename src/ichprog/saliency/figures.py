@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ichprog._extras import require_extra
 from ichprog._util import save_figure
 
 __all__ = ["BRAIN_WINDOW", "select_slices", "plot_slices", "plot_model_grid"]
@@ -155,7 +156,8 @@ def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
     save_figure(fig, os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
 
 
-def _new_figure(figsize: tuple[float, float]) -> Any:
+def _new_figure(figsize: tuple[float, float], feature: str) -> Any:
+    require_extra(feature, "report")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -226,7 +228,7 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
     tf = _orient(orientation)
     rows, cols = _crop_box(ct, vrange, crop)
     ncols = len(slices)
-    fig = _new_figure((2.6 * ncols + 0.6, 3.0))
+    fig = _new_figure((2.6 * ncols + 0.6, 3.0), "ichprog.saliency.plot_slices")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     im = None
     for ax, s in zip(axes, slices):
@@ -299,7 +301,8 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             raise KeyError(f"model {m!r} has no map for patient(s) {missing[:5]}")
     by = by or ("lesion" if masks is not None else "saliency")
     tf = _orient(orientation)
-    fig = _new_figure((2.5 * (len(models) + 1) + 0.6, 2.6 * len(patients) + 0.4))
+    fig = _new_figure((2.5 * (len(models) + 1) + 0.6, 2.6 * len(patients) + 0.4),
+                      "ichprog.saliency.plot_model_grid")
     axes = fig.subplots(len(patients), len(models) + 1, squeeze=False)
     im = None
     for r, (pid, vol) in enumerate(zip(patients, volumes.values())):
