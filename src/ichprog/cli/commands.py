@@ -32,7 +32,20 @@ from ichprog.cli.stages import (
 
 
 def _fitted_from_args(args: argparse.Namespace) -> Any:
-    """The model of ``--model``: a saved folder, or an authors' checkpoint with ``--preset``."""
+    """The model of ``--model`` (a saved folder, or an authors' checkpoint with ``--preset``),
+    with the plausibility checks that ``--skip-check`` switches off removed."""
+    fitted = _fitted_model(args)
+    skip = set(getattr(args, "skip_check", None) or ())
+    if skip:
+        import dataclasses
+
+        checks = fitted.preprocess.checks
+        off = {n: False for n in checks.enabled if n in skip or "all" in skip}
+        fitted.preprocess = fitted.preprocess.replace(checks=dataclasses.replace(checks, **off))
+    return fitted
+
+
+def _fitted_model(args: argparse.Namespace) -> Any:
     if args.model.is_file():
         if not args.preset:
             raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
