@@ -237,6 +237,8 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
                        "paper's) or 'last' epoch", choices=_train_choices("select")),
         "class_balance": _Key("bool", _train("class_balance"), "weight the positive targets of "
                               "every binary and ordinal output by negatives / positives"),
+        "tta": _Key("str", _train("tta"), "test-time augmentation: 'none' (the paper's) or "
+                    "'flip' (mean with the left-right mirror image)", choices=_train_choices("tta")),
         "augment": _Key("bool", True, "rotation, zoom and noise on the training part"),
         "precision": _Key("str", _train("precision"), "autocast precision",
                           choices=_train_choices("precision")),

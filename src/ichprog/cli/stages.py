@@ -160,7 +160,7 @@ def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
                        weight_decay=t["weight_decay"], patience=t["patience"] or None,
                        seed=seed, device=cfg["run"]["device"], precision=t["precision"],
                        schedule=t["schedule"], select=t["select"],
-                       class_balance=t["class_balance"],
+                       class_balance=t["class_balance"], tta=t["tta"],
                        progress=cfg["run"]["progress"])
 
 

@@ -203,7 +203,8 @@ class FittedModel:
                              or self.config.batch_size,
                              device=device or self.config.device,
                              precision=precision or self.config.precision,
-                             channels_last=self.config.channels_last, progress=progress)
+                             channels_last=self.config.channels_last, progress=progress,
+                             tta=self.config.tta)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
