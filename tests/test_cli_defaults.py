@@ -41,7 +41,7 @@ def test_choices_are_the_registries():
     assert CONFIG_SCHEMA["saliency"]["methods"].choices == tuple(METHODS)
     assert CONFIG_SCHEMA["train"]["precision"].choices == ("auto", "fp32", "bf16", "fp16")
     assert CONFIG_SCHEMA["train"]["schedule"].choices == ("constant", "onecycle")
-    assert CONFIG_SCHEMA["train"]["select"].choices == ("best", "last")
+    assert CONFIG_SCHEMA["train"]["select"].choices == ("best", "last", "val_loss")
     assert CONFIG_SCHEMA["preprocess"]["window"].choices == ("clip", "bandpass")
     assert CONFIG_SCHEMA["tabular"]["dnn_epochs"].default == PerezDNNClassifier().max_epochs
     from ichprog.cli import _TABULAR_MODELS  # the former constant, now read from the registry

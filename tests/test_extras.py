@@ -44,7 +44,7 @@ def test_core_dependencies_are_the_light_ones():
 
 def test_extras_table_matches_pyproject():
     declared = PYPROJECT["optional-dependencies"]
-    user_facing = set(declared) - {"all", "dev", "docs"}
+    user_facing = set(declared) - {"all", "dev", "docs", "notebook"}  # the last: tooling
     assert user_facing == set(EXTRAS) == {"image", "tabular", "report", "dicom", "ray"}
     for extra, imports in EXTRAS.items():
         assert _import_names(declared[extra]) == set(imports), extra
@@ -57,6 +57,8 @@ def test_extras_table_matches_pyproject():
     assert re.fullmatch(r"ichprog\[([a-z,]+)\]", ref)
     assert set(ref[len("ichprog["):-1].split(",")) == user_facing
     assert {"build", "twine", "pytest", "hypothesis"} <= {_dist_name(r) for r in declared["dev"]}
+    # the notebook tooling is in dev too, so that CI executes the notebooks
+    assert set(declared["notebook"]) <= set(declared["dev"])
 
 
 def test_missing_extra_error_message_and_fields():

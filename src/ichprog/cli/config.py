@@ -234,7 +234,7 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "schedule": _Key("str", _train("schedule"), "learning-rate schedule: 'constant' (the "
                          "paper's) or 'onecycle'", choices=_train_choices("schedule")),
         "select": _Key("str", _train("select"), "weights kept: 'best' validation epoch (the "
-                       "paper's) or 'last' epoch", choices=_train_choices("select")),
+                       "paper's), 'last' epoch or 'val_loss' (lowest validation loss)", choices=_train_choices("select")),
         "class_balance": _Key("bool", _train("class_balance"), "weight the positive targets of "
                               "every binary and ordinal output by negatives / positives"),
         "tta": _Key("str", _train("tta"), "test-time augmentation: 'none' (the paper's) or "
