@@ -29,6 +29,9 @@ PINNED: dict[str, set[str]] = {
         "validate_gcs"
     },
     "ichprog.metrics": {
+        "CALIBRATION_METRICS", "CALIBRATORS", "Calibrator", "calibration_metrics",
+        "calibration_summary", "calibration_table", "choose_threshold", "decision_curve",
+        "fit_calibrator", "net_benefit",
         "BINARY_METRICS", "BOOTSTRAP_COLUMNS", "ORDINAL_METRICS", "TIDY_COLUMNS",
         "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci", "oci",
         "oci_from_confusion", "ordinal_confusion_matrix", "ordinal_metrics",
