@@ -81,7 +81,7 @@ PINNED: dict[str, set[str]] = {
     "ichprog.experiment": {
         "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "ablation",
         "check_claims", "cross_validate", "fit_multitask", "prediction_columns",
-        "reference_predictions"
+        "reference_predictions", "FoldEnsemble", "load_ensemble"
     },
     "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {

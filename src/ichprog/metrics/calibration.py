@@ -121,15 +121,30 @@ def calibration_table(y_true: Any, y_prob: Any, n_bins: int = 10,
     })
 
 
-def _logistic_fit(y: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+def _logistic_fit(y: np.ndarray, z: np.ndarray,
+                  weights: np.ndarray | None = None) -> tuple[float, float]:
     """Intercept and slope of the unpenalised logistic regression of ``y`` on ``z``
     (``C=inf``: no penalty, in every supported scikit-learn version)."""
     from sklearn.linear_model import LogisticRegression
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
+        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y,
+                                                              sample_weight=weights)
     return float(lr.intercept_[0]), float(lr.coef_[0, 0])
+
+
+def _platt_fit(y: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+    """Platt's (1999) fit: the logistic regression of soft targets ``(N+ + 1) / (N+ + 2)`` for
+    the positives and ``1 / (N- + 2)`` for the negatives on ``z``, which keeps the fit finite
+    on small or separable validation sets. Each sample enters twice, as a 1 weighted by its
+    target and as a 0 weighted by one minus it."""
+    n_pos = float(np.sum(y == 1))
+    n_neg = float(np.sum(y == 0))
+    target = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+    zz = np.concatenate([z, z])
+    yy = np.concatenate([np.ones_like(y), np.zeros_like(y)])
+    return _logistic_fit(yy, zz, np.concatenate([target, 1.0 - target]))
 
 
 def _slope(y: np.ndarray, z: np.ndarray) -> float:
@@ -402,7 +417,9 @@ def fit_calibrator(y_true: Any, y_prob: Any, method: str = "platt") -> Calibrato
     y_true, y_prob
         Outcomes (0/1) and predicted probabilities of the validation data.
     method : {"platt", "temperature", "isotonic", "none"}, default="platt"
-        ``"platt"``: logistic regression of the outcome on ``logit(p)`` (two parameters).
+        ``"platt"``: logistic regression of the outcome on ``logit(p)`` (two parameters), with
+        Platt's (1999) soft targets ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` so that small
+        or separable validation sets give a finite fit.
         ``"temperature"``: one parameter ``T > 0`` dividing the logit, fitted by maximum
         likelihood (keeps the ranking and the 0.5 crossing). ``"isotonic"``: scikit-learn's
         :class:`~sklearn.isotonic.IsotonicRegression` (monotone, flexible; needs more data).
@@ -429,7 +446,7 @@ def fit_calibrator(y_true: Any, y_prob: Any, method: str = "platt") -> Calibrato
         return Calibrator("none", n_fit=int(y.size), note=note)
     z = _logit(p)
     if method == "platt":
-        a, b = _logistic_fit(y, z)
+        a, b = _platt_fit(y, z)
         return Calibrator("platt", {"a": a, "b": b}, n_fit=int(y.size))
     if method == "temperature":
         from scipy.optimize import minimize_scalar
