@@ -78,6 +78,16 @@ def _bin_edges(y_prob: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
     raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
 
 
+def _binned(y: np.ndarray, p: np.ndarray, n_bins: int,
+            strategy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bin edges, and per bin the sample count, the sum of probabilities and of outcomes."""
+    edges = _bin_edges(p, n_bins, strategy)
+    ids = np.searchsorted(edges[1:-1], p)
+    k = len(edges) - 1
+    return (edges, np.bincount(ids, minlength=k), np.bincount(ids, weights=p, minlength=k),
+            np.bincount(ids, weights=y, minlength=k))
+
+
 def calibration_table(y_true: Any, y_prob: Any, n_bins: int = 10,
                       strategy: str = "uniform") -> pd.DataFrame:
     """The bins of a reliability diagram.
@@ -105,11 +115,7 @@ def calibration_table(y_true: Any, y_prob: Any, n_bins: int = 10,
     y, p = validate_binary(y_true, y_prob)
     if y.size == 0:
         raise ValueError("y_true and y_prob are empty")
-    edges = _bin_edges(p, n_bins, strategy)
-    ids = np.searchsorted(edges[1:-1], p)
-    counts = np.bincount(ids, minlength=len(edges) - 1)
-    sum_p = np.bincount(ids, weights=p, minlength=len(edges) - 1)
-    sum_y = np.bincount(ids, weights=y, minlength=len(edges) - 1)
+    edges, counts, sum_p, sum_y = _binned(y, p, n_bins, strategy)
     keep = counts > 0
     return pd.DataFrame({
         "bin": np.flatnonzero(keep),
@@ -147,10 +153,29 @@ def _platt_fit(y: np.ndarray, z: np.ndarray) -> tuple[float, float]:
     return _logistic_fit(yy, zz, np.concatenate([target, 1.0 - target]))
 
 
-def _slope(y: np.ndarray, z: np.ndarray) -> float:
+def _slope(y: np.ndarray, z: np.ndarray, max_iter: int = 100) -> float:
+    """``b`` of the maximum-likelihood fit ``logit P(y=1) = a + b * z``: Newton's method on the
+    two score equations (the same fit as an unpenalised
+    :class:`~sklearn.linear_model.LogisticRegression`, fast enough to bootstrap)."""
     if np.ptp(z) == 0:
         return float("nan")
-    return _logistic_fit(y, z)[1]
+    x = np.column_stack([np.ones_like(z), z])
+    beta = np.zeros(2)
+    for _ in range(max_iter):
+        q = _sigmoid(x @ beta)
+        grad = x.T @ (y - q)
+        hess = (x * (q * (1.0 - q))[:, None]).T @ x
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            return float("nan")
+        # damped: separable data drive the slope to infinity; stop growing beyond 1e3
+        beta += np.clip(step, -10.0, 10.0)
+        if abs(beta[1]) > 1e3 or not np.all(np.isfinite(beta)):
+            return float("nan")  # the fit diverges: the outcome is separable
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(beta[1])
 
 
 def _offset_intercept(y: np.ndarray, z: np.ndarray, max_iter: int = 100) -> float:
@@ -204,8 +229,9 @@ def calibration_metrics(y_true: Any, y_prob: Any, n_bins: int = 10,
     Warns
     -----
     UndefinedMetricWarning
-        When ``y_true`` holds a single class or every probability is the same: slope (and, for
-        a single class, intercept) are NaN.
+        When ``y_true`` holds a single class, every probability is the same, or the
+        probabilities separate the outcomes (the recalibration fit diverges): slope (and, for a
+        single class, intercept) are NaN.
 
     Notes
     -----
@@ -222,8 +248,9 @@ def calibration_metrics(y_true: Any, y_prob: Any, n_bins: int = 10,
     y, p = validate_binary(y_true, y_prob)
     if y.size == 0:
         raise ValueError("y_true and y_prob are empty")
-    table = calibration_table(y, p, n_bins=n_bins, strategy=strategy)
-    ece = float(np.sum(table["n"] * np.abs(table["frac_pos"] - table["mean_prob"])) / y.size)
+    _, counts, sum_p, sum_y = _binned(y, p, n_bins, strategy)
+    # per bin, n * |frac_pos - mean_prob| = |sum_y - sum_p| (empty bins add 0)
+    ece = float(np.sum(np.abs(sum_y - sum_p)) / y.size)
     out = {"brier": float(np.mean((p - y) ** 2)), "ece": ece}
     z = _logit(p)
     single = np.unique(y).size < 2
@@ -233,9 +260,12 @@ def calibration_metrics(y_true: Any, y_prob: Any, n_bins: int = 10,
         out.update(slope=float("nan"), intercept=float("nan"))
         return out
     slope = _slope(y, z)
-    if not np.isfinite(slope):
+    if np.ptp(z) == 0:
         warn_undefined("calibration slope is undefined when every probability is the same; "
                        "returning NaN")
+    elif not np.isfinite(slope):
+        warn_undefined("calibration slope is undefined: the logistic recalibration diverges "
+                       "(the outcome is separated by the probabilities); returning NaN")
     out.update(slope=slope, intercept=_offset_intercept(y, z))
     return out
 
