@@ -88,7 +88,8 @@ PINNED: dict[str, set[str]] = {
         "METRIC_LABELS", "PAPER_TABLES", "PHANTOM_NOTE", "RUN_LAYOUT", "Report", "build_report",
         "confusion_figure", "figure_to_png", "importance_figure", "interval_table",
         "metric_bars_figure", "paper_table", "roc_figure", "summary_table",
-        "training_curves_figure"
+        "training_curves_figure", "calibration_section", "decision_curve_figure",
+        "model_card_section", "read_model_card", "reliability_figure"
     },
     "ichprog.cli": {
         "CONFIG_SCHEMA", "ConfigError", "DEMO_MODES", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE",

@@ -71,13 +71,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ichprog.cli.predict import _scan_paths, is_single_model, predict_ensemble
+
     if not args.model.is_dir():
         raise ConfigError(f"--model: folder {args.model} does not exist")
-    missing = [str(s) for s in args.scans if not s.is_file()]
-    if missing:
-        raise ConfigError("scan file(s) not found: " + ", ".join(missing))
+    if args.threshold != "validation":
+        try:
+            args.threshold = float(args.threshold)
+        except ValueError:
+            raise ConfigError(f"--threshold: {args.threshold!r} is neither a probability nor "
+                              "'validation'") from None
+        if not 0.0 < args.threshold < 1.0:
+            raise ConfigError(f"--threshold: {args.threshold} must lie strictly between 0 and 1")
+    if not is_single_model(args.model):
+        return predict_ensemble(args)
+    if args.threshold == "validation":
+        raise ConfigError("--threshold validation needs a cross-validation's ensemble; "
+                          f"{args.model} is one saved model")
+    scans = _scan_paths(args)
     fitted = _load_fitted(args.model)
-    df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
+    df = fitted.predict([str(s) for s in scans], threshold=args.threshold,
+                        progress=not args.no_progress)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out)
