@@ -441,7 +441,8 @@ class FoldEnsemble:
         tm = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for name, part in test.groupby("output", sort=False):
+            for output, part in test.groupby("output", sort=False):
+                name = str(output)
                 if name not in self.preset.task_names:  # ordinal cumulative outputs
                     continue
                 y = part["y_true"].to_numpy()

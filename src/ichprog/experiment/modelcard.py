@@ -195,13 +195,14 @@ def subgroup_results(test: pd.DataFrame, table: pd.DataFrame, output: str = "pro
             if len(sub):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    ci = bootstrap_ci(binary_metrics, y, p, n_resamples=n_resamples,
-                                      seed=seed, progress=False).set_index("metric")
-                row.update(auc=float(ci.loc["auc", "estimate"]),
-                           auc_low=float(ci.loc["auc", "low"]),
-                           auc_high=float(ci.loc["auc", "high"]),
+                    table = bootstrap_ci(binary_metrics, y, p, n_resamples=n_resamples,
+                                         seed=seed, progress=False)
+                ci = {str(r["metric"]): r for r in table.to_dict(orient="records")}
+                row.update(auc=float(ci["auc"]["estimate"]),
+                           auc_low=float(ci["auc"]["low"]),
+                           auc_high=float(ci["auc"]["high"]),
                            brier=float(np.mean((p - y) ** 2)),
-                           balanced_accuracy=float(ci.loc["balanced_accuracy", "estimate"]),
+                           balanced_accuracy=float(ci["balanced_accuracy"]["estimate"]),
                            mean_prob=float(p.mean()), event_rate=float(y.mean()))
             rows.append(row)
     return pd.DataFrame(rows)

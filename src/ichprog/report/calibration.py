@@ -111,10 +111,11 @@ def _interval_cells(metrics: pd.DataFrame) -> pd.DataFrame:
 
     rows = {}
     for (output, version), g in metrics.groupby(["output", "version"], sort=False):
-        g = g.set_index("metric")
+        vals = {str(r["metric"]): (float(r["estimate"]), float(r["low"]), float(r["high"]))
+                for r in g.to_dict(orient="records")}
         rows[(output, version)] = {
-            m: f"{g.loc[m, 'estimate']:.3f} ({g.loc[m, 'low']:.3f} to {g.loc[m, 'high']:.3f})"
-            if m in g.index and pd.notna(g.loc[m, "estimate"]) else "n/a"
+            m: f"{vals[m][0]:.3f} ({vals[m][1]:.3f} to {vals[m][2]:.3f})"
+            if m in vals and np.isfinite(vals[m][0]) else "n/a"
             for m in CALIBRATION_METRICS}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = [f"{o} ({v})" for o, v in table.index]
