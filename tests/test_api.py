@@ -30,6 +30,7 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.metrics": {
         "CALIBRATION_METRICS", "CALIBRATORS", "Calibrator", "calibration_metrics",
+        "calibration_metrics_batch",
         "calibration_summary", "calibration_table", "choose_threshold", "decision_curve",
         "fit_calibrator", "net_benefit",
         "BINARY_METRICS", "BOOTSTRAP_COLUMNS", "ORDINAL_METRICS", "TIDY_COLUMNS",

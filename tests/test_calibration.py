@@ -7,6 +7,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
@@ -192,3 +193,19 @@ def test_calibration_summary_intervals_contain_the_estimate(data):
     assert (table["low"] <= table["estimate"]).all() and (table["estimate"] <= table["high"]).all()
     again = calibration_summary(y, p, n_resamples=100, seed=1)
     assert table.equals(again)
+
+
+@pytest.mark.parametrize("n", [12, 60])
+def test_bootstrap_fast_path_equals_the_per_resample_loop(n):
+    from ichprog.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(n)
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = bootstrap_ci(calibration_metrics, y, p, n_resamples=300, seed=2, progress=False)
+        # a lambda is not recognised: every resample is computed by calibration_metrics itself
+        slow = bootstrap_ci(lambda a, b: calibration_metrics(a, b), y, p, n_resamples=300,
+                            seed=2, progress=False)
+    pd.testing.assert_frame_equal(fast, slow, rtol=1e-6)

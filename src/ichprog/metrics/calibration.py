@@ -38,6 +38,7 @@ __all__ = [
     "CALIBRATORS",
     "Calibrator",
     "calibration_metrics",
+    "calibration_metrics_batch",
     "calibration_summary",
     "calibration_table",
     "choose_threshold",
@@ -153,48 +154,6 @@ def _platt_fit(y: np.ndarray, z: np.ndarray) -> tuple[float, float]:
     return _logistic_fit(yy, zz, np.concatenate([target, 1.0 - target]))
 
 
-def _slope(y: np.ndarray, z: np.ndarray, max_iter: int = 100) -> float:
-    """``b`` of the maximum-likelihood fit ``logit P(y=1) = a + b * z``: Newton's method on the
-    two score equations (the same fit as an unpenalised
-    :class:`~sklearn.linear_model.LogisticRegression`, fast enough to bootstrap)."""
-    if np.ptp(z) == 0:
-        return float("nan")
-    x = np.column_stack([np.ones_like(z), z])
-    beta = np.zeros(2)
-    for _ in range(max_iter):
-        q = _sigmoid(x @ beta)
-        grad = x.T @ (y - q)
-        hess = (x * (q * (1.0 - q))[:, None]).T @ x
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
-            return float("nan")
-        # damped: separable data drive the slope to infinity; stop growing beyond 1e3
-        beta += np.clip(step, -10.0, 10.0)
-        if abs(beta[1]) > 1e3 or not np.all(np.isfinite(beta)):
-            return float("nan")  # the fit diverges: the outcome is separable
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return float(beta[1])
-
-
-def _offset_intercept(y: np.ndarray, z: np.ndarray, max_iter: int = 100) -> float:
-    """The maximum-likelihood ``a`` of ``logit P(y=1) = a + z`` (``z`` an offset): Newton's
-    method on the one score equation ``sum(y) = sum(sigmoid(a + z))``."""
-    a = 0.0
-    for _ in range(max_iter):
-        q = _sigmoid(a + z)
-        grad = float(np.sum(y - q))
-        hess = float(np.sum(q * (1.0 - q)))
-        if hess <= 0:
-            return float("nan")
-        step = grad / hess
-        a += float(np.clip(step, -5.0, 5.0))
-        if abs(step) < 1e-10:
-            break
-    return a
-
-
 def calibration_metrics(y_true: Any, y_prob: Any, n_bins: int = 10,
                         strategy: str = "uniform") -> dict[str, float]:
     """Brier score, expected calibration error, calibration slope and calibration intercept.
@@ -252,21 +211,17 @@ def calibration_metrics(y_true: Any, y_prob: Any, n_bins: int = 10,
     # per bin, n * |frac_pos - mean_prob| = |sum_y - sum_p| (empty bins add 0)
     ece = float(np.sum(np.abs(sum_y - sum_p)) / y.size)
     out = {"brier": float(np.mean((p - y) ** 2)), "ece": ece}
-    z = _logit(p)
-    single = np.unique(y).size < 2
-    if single:
+    slope, intercept, reason = _recalibration_fits(y, _logit(p), np.ones((1, y.size)))
+    if reason[0] == 1:
         warn_undefined("calibration slope and intercept are undefined when y_true holds a "
                        "single class; returning NaN")
-        out.update(slope=float("nan"), intercept=float("nan"))
-        return out
-    slope = _slope(y, z)
-    if np.ptp(z) == 0:
+    elif reason[0] == 2:
         warn_undefined("calibration slope is undefined when every probability is the same; "
                        "returning NaN")
-    elif not np.isfinite(slope):
+    elif reason[0] == 3:
         warn_undefined("calibration slope is undefined: the logistic recalibration diverges "
                        "(the outcome is separated by the probabilities); returning NaN")
-    out.update(slope=slope, intercept=_offset_intercept(y, z))
+    out.update(slope=float(slope[0]), intercept=float(intercept[0]))
     return out
 
 
@@ -498,7 +453,8 @@ def fit_calibrator(y_true: Any, y_prob: Any, method: str = "platt") -> Calibrato
 def calibration_summary(y_true: Any, y_prob: Any, n_resamples: int = 1000, ci: float = 0.95,
                         seed: int | None = 0, n_bins: int = 10) -> pd.DataFrame:
     """:func:`calibration_metrics` with percentile bootstrap intervals
-    (:func:`~ichprog.metrics.bootstrap_ci`: resamples of the same size, seeded).
+    (:func:`~ichprog.metrics.bootstrap_ci`: resamples of the same size, seeded; all resamples
+    at once with :func:`calibration_metrics_batch`).
 
     Returns
     -------
@@ -516,3 +472,101 @@ def calibration_summary(y_true: Any, y_prob: Any, n_resamples: int = 1000, ci: f
                              n_resamples=n_resamples, ci=ci, seed=seed, progress=False)
     return table
 
+
+
+def calibration_metrics_batch(y_true: np.ndarray, y_prob: np.ndarray, counts: np.ndarray,
+                              n_bins: int = 10, max_iter: int = 100) -> dict[str, np.ndarray]:
+    """:func:`calibration_metrics` of many bootstrap resamples at once (uniform bins).
+
+    Parameters
+    ----------
+    y_true, y_prob
+        The full sample (validated), shape ``(n,)``.
+    counts
+        ``(n_resamples, n)``: how often each sample is drawn in each resample
+        (:func:`~ichprog.metrics.resample_counts`).
+    n_bins
+        Uniform bins of the ECE.
+    max_iter
+        Newton iterations of the slope and intercept fits.
+
+    Returns
+    -------
+    dict
+        ``{"brier", "ece", "slope", "intercept"}``, each an array of ``n_resamples`` values
+        (NaN where :func:`calibration_metrics` gives NaN).
+    """
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_prob, dtype=float)
+    w = np.asarray(counts, dtype=float)
+    n = w.sum(axis=1)
+    brier = w @ (p - y) ** 2 / n
+    edges = _bin_edges(p, n_bins, "uniform")
+    onehot = np.zeros((p.size, len(edges) - 1))
+    onehot[np.arange(p.size), np.searchsorted(edges[1:-1], p)] = 1.0
+    ece = np.abs(w @ (onehot * (y - p)[:, None])).sum(axis=1) / n
+    slope, intercept, _ = _recalibration_fits(y, _logit(p), w, max_iter)
+    return {"brier": brier, "ece": ece, "slope": slope, "intercept": intercept}
+
+
+def _recalibration_fits(y: np.ndarray, z: np.ndarray, w: np.ndarray,
+                        max_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibration slope and intercept of every row of weights ``w`` (``(B, n)`` counts of
+    each sample): Newton's method on ``logit P(y=1) = a + b z`` (the unpenalised fit of
+    :class:`~sklearn.linear_model.LogisticRegression`, 2 x 2 systems solved in closed form)
+    and on ``logit P(y=1) = c + z`` (``z`` as offset), for all rows at once.
+
+    Returns the slopes, the intercepts and why a slope is NaN (0 fitted, 1 a single class,
+    2 a single probability, 3 the fit diverges: the outcome is separable)."""
+    n = w.sum(axis=1)
+    pos = w @ y
+    single = (pos == 0) | (pos == n)
+    drawn = w > 0
+    flat = np.where(drawn, z, np.inf).min(axis=1) == np.where(drawn, z, -np.inf).max(axis=1)
+    # the maximum-likelihood fit exists only if the outcomes overlap on z: it does not when
+    # every y=0 lies at or below every y=1 (or the reverse), the slope then grows without end
+    zero, one = drawn & (y == 0)[None, :], drawn & (y == 1)[None, :]
+    max0, min0 = np.where(zero, z, -np.inf).max(axis=1), np.where(zero, z, np.inf).min(axis=1)
+    max1, min1 = np.where(one, z, -np.inf).max(axis=1), np.where(one, z, np.inf).min(axis=1)
+    diverged = ~single & ((max0 <= min1) | (max1 <= min0))
+    a = np.zeros(w.shape[0])
+    b = np.zeros(w.shape[0])
+    active = ~(single | flat | diverged)
+    for _ in range(max_iter):
+        if not active.any():
+            break
+        q = _sigmoid(a[:, None] + b[:, None] * z[None, :])
+        r = w * (y[None, :] - q)
+        v = w * q * (1.0 - q)
+        g0, g1 = r.sum(axis=1), r @ z
+        h00, h01, h11 = v.sum(axis=1), v @ z, v @ (z * z)
+        det = h00 * h11 - h01 ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s0 = np.clip((h11 * g0 - h01 * g1) / det, -10.0, 10.0)
+            s1 = np.clip((h00 * g1 - h01 * g0) / det, -10.0, 10.0)
+        bad = active & ~(np.isfinite(s0) & np.isfinite(s1))
+        diverged |= bad
+        active &= ~bad
+        a = np.where(active, a + s0, a)
+        b = np.where(active, b + s1, b)
+        blown = active & (np.abs(b) > 1e3)
+        diverged |= blown
+        active &= ~blown
+        active &= np.maximum(np.abs(s0), np.abs(s1)) >= 1e-10
+    diverged |= active  # still moving after max_iter: no finite maximum (separation)
+    reason = np.select([single, flat, diverged], [1, 2, 3], 0)
+    slope = np.where(reason > 0, np.nan, b)
+    c = np.zeros(w.shape[0])
+    active = ~single
+    for _ in range(max_iter):
+        if not active.any():
+            break
+        q = _sigmoid(c[:, None] + z[None, :])
+        g = (w * (y[None, :] - q)).sum(axis=1)
+        h = (w * q * (1.0 - q)).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(h > 0, g / h, 0.0)
+        c = np.where(active, c + np.clip(step, -5.0, 5.0), c)
+        active &= np.abs(step) >= 1e-10
+    intercept = np.where(single, np.nan, c)
+    return slope, intercept, reason
