@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from ichprog.data import schema
 from ichprog.data.phantom import (
     HEMPHILL_MORTALITY,
+    MASK_LABELS,
     REAL_GCS_COUNTS,
     SITES,
     TRUTH_COLUMNS,
@@ -279,6 +280,71 @@ def test_mask_holds_exactly_the_hematoma_volume() -> None:
         assert np.all(scan.tissue[scan.mask == 1] == Tissue.HEMATOMA)
         assert np.all(scan.tissue[scan.mask == 2] == Tissue.IVH)
         assert (scan.mask == 2).sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the lesions of head trauma
+# ---------------------------------------------------------------------------------------------
+def test_traumatic_patients_get_a_subdural_hematoma_and_contusions() -> None:
+    from scipy import ndimage
+
+    cfg = PhantomConfig(shape=(24, 96, 96))
+    spacing = np.abs(np.diag(phantom_affine(cfg))[:3])
+    for seed in range(4):
+        scan = render_phantom(_patient(traumatic=1, ivh=1), cfg, seed=seed)
+        sdh = scan.mask == MASK_LABELS["subdural"]
+        contusion = scan.mask == MASK_LABELS["contusion"]
+        assert scan.truth["sdh_volume_ml"] == pytest.approx(sdh.sum() * cfg.voxel_ml)
+        assert scan.truth["contusion_volume_ml"] == pytest.approx(contusion.sum() * cfg.voxel_ml)
+        assert 2.0 < scan.truth["sdh_volume_ml"] < 120.0
+        assert contusion.sum() > 0
+        # the hematoma and the IVH are untouched; every blood voxel has one label
+        assert int((scan.mask == 1).sum()) == round(30.0 / cfg.voxel_ml)
+        assert np.all(scan.tissue[scan.mask == 2] == Tissue.IVH)
+        assert set(np.unique(scan.tissue[sdh])) <= {Tissue.SUBDURAL, Tissue.SUBDURAL_SWIRL}
+        assert np.all(scan.tissue[contusion] == Tissue.CONTUSION)
+        # mixed density: an acute clot with hypodense parts, both in their HU ranges
+        clot = scan.hu[scan.tissue == Tissue.SUBDURAL].astype(float)
+        swirl = scan.hu[scan.tissue == Tissue.SUBDURAL_SWIRL].astype(float)
+        assert swirl.size > 0.05 * sdh.sum()
+        assert 50 <= np.median(clot) <= 80 and 18 <= np.median(swirl) <= 40
+        # a crescent under the skull: no subdural voxel is more than 10 mm (+ a voxel) from bone
+        to_bone = ndimage.distance_transform_edt(scan.tissue != Tissue.BONE, sampling=spacing)
+        assert to_bone[sdh].max() <= 10.0 + spacing.max()
+        # one side only: the falx stops it (world x of every voxel has one sign)
+        world_x = (scan.affine @ np.c_[np.argwhere(sdh), np.ones(sdh.sum())].T)[0]
+        assert (world_x > 0).all() or (world_x < 0).all()
+
+
+def test_trauma_lesions_change_nothing_else_in_the_scan() -> None:
+    cfg = PhantomConfig(shape=SMALL)
+    plain = render_phantom(_patient(traumatic=0), cfg, seed=5)
+    trauma = render_phantom(_patient(traumatic=1), cfg, seed=5)
+    switched_off = render_phantom(_patient(traumatic=1), PhantomConfig(
+        shape=SMALL, trauma_lesions=False), seed=5)
+    assert np.array_equal(switched_off.hu, plain.hu)
+    assert np.array_equal(switched_off.mask, plain.mask)
+    assert plain.mask.max() == 2 or plain.mask.max() == 1
+    same = trauma.tissue == plain.tissue
+    assert same.mean() > 0.9
+    assert np.array_equal(trauma.hu[same], plain.hu[same])
+    assert set(np.unique(trauma.mask[~same])) <= {0, *MASK_LABELS.values()}
+
+
+def test_trauma_follows_the_table_and_leaves_the_risk_model_alone() -> None:
+    table, truth = phantom_table(400, seed=2)
+    assert np.array_equal(truth["traumatic"], table["Cause_head_trauma"])
+    table_off, truth_off = phantom_table(400, seed=2, config=PhantomConfig(trauma_lesions=False))
+    pd.testing.assert_frame_equal(table, table_off)
+    pd.testing.assert_frame_equal(truth, truth_off)
+
+
+def test_a_configuration_without_the_traumatic_tissues_still_loads() -> None:
+    old = PhantomConfig().to_dict()
+    old["tissue_hu"] = [row for row in old["tissue_hu"]
+                        if row[0] not in ("SUBDURAL", "SUBDURAL_SWIRL", "CONTUSION")]
+    old.pop("trauma_lesions")
+    assert PhantomConfig.from_dict(old) == PhantomConfig()
 
 
 def test_lesion_site_side_and_compartment_follow_the_affine() -> None:

@@ -9,7 +9,8 @@ generator writes the public dataset's layout::
     out_dir/clinical.csv                      all 44 columns of ichprog.data.schema.COLUMNS
     out_dir/GOOD_PROGNOSIS/<ID>.nii.gz        int16 CT in Hounsfield units (label 0)
     out_dir/POOR_PROGNOSIS/<ID>.nii.gz        (label 1)
-    out_dir/masks/<ID>_mask.nii.gz            uint8 lesion mask: 1 hematoma, 2 intraventricular blood
+    out_dir/masks/<ID>_mask.nii.gz            uint8 lesion mask: 1 hematoma, 2 intraventricular blood,
+                                              3 subdural hematoma, 4 contusion (traumatic patients)
     out_dir/phantom_truth.csv                 each patient's true risk factors
     out_dir/phantom_config.json               the PhantomConfig, n and seed
 
@@ -54,6 +55,7 @@ __all__ = [
     "phantom_affine",
     "ich_score",
     "HEMPHILL_MORTALITY",
+    "MASK_LABELS",
 ]
 
 #: Hematoma sites, in the order of the per-site parameters of :class:`PhantomConfig`.
@@ -69,12 +71,15 @@ REAL_GCS_COUNTS: tuple[int, ...] = (22, 8, 9, 5, 8, 9, 8, 11, 52, 13, 13, 43, 60
 TRUTH_COLUMNS: tuple[str, ...] = (
     "PatientID", "label", "outcome_probability", "risk_logit", "ich_score", "gcs", "age",
     "site", "side", "infratentorial", "ivh", "volume_ml", "midline_shift_mm", "atrophy",
-    "anticoagulant", "gcs_latent",
+    "anticoagulant", "gcs_latent", "traumatic",
 )
 #: Columns that ``make_phantom_cohort`` adds to the truth, measured on the rendered images.
 IMAGE_TRUTH_COLUMNS: tuple[str, ...] = (
     "ivh_volume_ml", "oedema_volume_ml", "center_x_mm", "center_y_mm", "center_z_mm",
+    "sdh_volume_ml", "contusion_volume_ml",
 )
+#: Values of the lesion masks.
+MASK_LABELS: dict[str, int] = {"hematoma": 1, "ivh": 2, "subdural": 3, "contusion": 4}
 
 
 class Tissue(enum.IntEnum):
@@ -93,6 +98,14 @@ class Tissue(enum.IntEnum):
     OEDEMA = 10
     HEMATOMA = 11
     IVH = 12
+    SUBDURAL = 13
+    SUBDURAL_SWIRL = 14
+    CONTUSION = 15
+
+
+#: Tissues that only traumatic patients have; drawn from their own random stream, so that the
+#: rest of a scan does not depend on whether they are rendered.
+_TRAUMA_TISSUES = (Tissue.SUBDURAL, Tissue.SUBDURAL_SWIRL, Tissue.CONTUSION)
 
 
 def _default_tissue_hu() -> tuple[tuple[str, float, float, float], ...]:
@@ -111,6 +124,9 @@ def _default_tissue_hu() -> tuple[tuple[str, float, float, float], ...]:
         ("OEDEMA", 10.0, 14.0, 1.0),
         ("HEMATOMA", 50.0, 80.0, 8.0),
         ("IVH", 45.0, 75.0, 5.0),
+        ("SUBDURAL", 50.0, 80.0, 6.0),        # acute clot of a subdural hematoma
+        ("SUBDURAL_SWIRL", 18.0, 40.0, 3.0),  # its hypodense, unclotted part (mixed density)
+        ("CONTUSION", 45.0, 75.0, 6.0),       # hemorrhagic core of a contusion
     )
 
 
@@ -179,6 +195,14 @@ class PhantomConfig:
         Midline shift of a supratentorial hematoma: ``max_shift_mm * V / (V + half)``.
     trauma_rate
         Share of ``Cause_head_trauma`` = 1.
+    trauma_lesions
+        Render the lesions of head trauma in the patients with ``Cause_head_trauma`` = 1: a
+        subdural hematoma (a crescent over one convexity, of mixed density: acute clot with
+        hypodense unclotted parts) and one to three hemorrhagic contusions at the frontal and
+        temporal poles, each ringed by oedema. They are labelled 3 and 4 in the lesion mask. The
+        risk model does not use them (the outcome follows the ICH score's factors), so they are
+        blood that a model must learn to weigh less than the hematoma. ``False`` renders every
+        patient without them, exactly as before they existed.
     calibration_size
         Size of the fixed internal sample on which the GCS cut-points and the outcome
         intercept are calibrated.
@@ -230,6 +254,7 @@ class PhantomConfig:
     max_shift_mm: float = 15.0
     shift_half_volume_ml: float = 60.0
     trauma_rate: float = 0.43
+    trauma_lesions: bool = True
     calibration_size: int = 100_000
 
     def __post_init__(self) -> None:
@@ -270,6 +295,12 @@ class PhantomConfig:
                              f"{self.age_range}")
         names = {t.name for t in Tissue}
         given = {row[0] for row in self.tissue_hu}
+        if given == names - {t.name for t in _TRAUMA_TISSUES}:
+            # a configuration written before the traumatic lesions existed: their defaults
+            defaults = {row[0]: row for row in _default_tissue_hu()}
+            object.__setattr__(self, "tissue_hu", tuple(self.tissue_hu) + tuple(
+                defaults[t.name] for t in _TRAUMA_TISSUES))
+            given = names
         if given != names:
             raise ValueError(f"PhantomConfig.tissue_hu must list every tissue {sorted(names)}; "
                              f"missing {sorted(names - given)}, unknown {sorted(given - names)}")
@@ -517,7 +548,9 @@ def phantom_table(
         :data:`TRUTH_COLUMNS`: the label and its probability, the risk model's logit, the ICH
         score, GCS and age, the hematoma site (``"lobar"``, ``"deep"``, ``"infratentorial"``),
         side (``"left"``/``"right"``), infratentorial and IVH flags, hematoma volume in mL,
-        midline shift in mm, the atrophy index in [0, 1], anticoagulation and the GCS latent.
+        midline shift in mm, the atrophy index in [0, 1], anticoagulation, the GCS latent and
+        ``traumatic`` (the table's ``Cause_head_trauma``: such patients are rendered with a
+        subdural hematoma and contusions, see :attr:`PhantomConfig.trauma_lesions`).
 
     Examples
     --------
@@ -565,6 +598,7 @@ def phantom_table(
         "atrophy": atrophy,
         "anticoagulant": state["anticoagulant"],
         "gcs_latent": state["gcs_latent"],
+        "traumatic": clinical["Cause_head_trauma"],
     })
     return table, truth[list(TRUTH_COLUMNS)]
 
@@ -581,14 +615,16 @@ class PhantomScan:
     hu : numpy.ndarray of int16
         Hounsfield units with acquisition noise.
     mask : numpy.ndarray of uint8
-        Lesion mask: 1 parenchymal hematoma, 2 intraventricular blood, 0 elsewhere.
+        Lesion mask: 1 parenchymal hematoma, 2 intraventricular blood, 3 subdural hematoma,
+        4 contusion, 0 elsewhere (:data:`MASK_LABELS`).
     tissue : numpy.ndarray of uint8
         The :class:`Tissue` label of every voxel.
     affine : numpy.ndarray
         ``(4, 4)`` voxel-to-world (RAS mm) matrix shared by the three arrays.
     truth : dict
         Values measured on the render: ``volume_ml`` (hematoma), ``ivh_volume_ml``,
-        ``oedema_volume_ml`` and the hematoma centre in world mm.
+        ``oedema_volume_ml`` (around the hematoma), the hematoma centre in world mm,
+        ``sdh_volume_ml`` and ``contusion_volume_ml`` (0 unless traumatic).
     """
 
     hu: np.ndarray
@@ -756,13 +792,16 @@ def render_phantom(
     the brainstem and the fourth ventricle. Age widens the ventricles, sulci and subarachnoid
     space (``atrophy``). The hematoma is placed by site, holds exactly ``volume_ml / voxel_ml``
     voxels, is ringed by oedema, pushes the midline by ``midline_shift_mm`` and compresses the
-    ventricle of its side; with IVH, blood layers in the dependent (posterior) ventricles.
+    ventricle of its side; with IVH, blood layers in the dependent (posterior) ventricles. A
+    traumatic patient (``traumatic`` = 1) also gets a subdural hematoma and contusions (see
+    :attr:`PhantomConfig.trauma_lesions`).
 
     Parameters
     ----------
     patient
         A row of the truth table (:func:`phantom_table`): ``age``, ``site``, ``side``, ``ivh``,
-        ``volume_ml``, ``midline_shift_mm`` and ``atrophy``.
+        ``volume_ml``, ``midline_shift_mm``, ``atrophy`` and optionally ``traumatic``
+        (default 0).
     config
         Default :class:`PhantomConfig()`.
     seed
@@ -788,6 +827,7 @@ def render_phantom(
     """
     config = PhantomConfig() if config is None else config
     site, side, atrophy, volume_ml, shift = _check_patient(patient)
+    traumatic = bool(int(patient.get("traumatic", 0)))
     # every draw from rng happens in the order of the sections below
     rng = np.random.default_rng(seed)
     pose = _head_pose(config, rng)
@@ -799,10 +839,18 @@ def render_phantom(
     hematoma, oedema = _lesion(head, cavity, cerebrum, site, side, volume_ml, config, rng)
     ivh = (_intraventricular_blood(head, rng) if int(patient["ivh"])
            else np.zeros(head.tissue.shape, dtype=bool))
-    hu = _hounsfield_units(head, hematoma, config, rng)
+    # the lesions of head trauma draw from a stream of their own: the rest of the scan is the
+    # same with or without them
+    trauma_rng = np.random.default_rng(_child_seed(seed, 0x7A))
+    sdh, contusion = (_traumatic_lesions(head, cavity, cerebrum, trauma_rng)
+                      if traumatic and config.trauma_lesions
+                      else (np.zeros(head.tissue.shape, dtype=bool),) * 2)
+    hu = _hounsfield_units(head, hematoma, config, rng, trauma_rng)
     mask = np.zeros(head.tissue.shape, dtype=np.uint8)
-    mask[hematoma] = 1
-    mask[ivh] = 2
+    mask[hematoma] = MASK_LABELS["hematoma"]
+    mask[ivh] = MASK_LABELS["ivh"]
+    mask[sdh] = MASK_LABELS["subdural"]
+    mask[contusion] = MASK_LABELS["contusion"]
     center_world = _head_to_world(cerebrum.lesion_center, pose.scale, pose.yaw, pose.shift)
     truth = {
         "volume_ml": float(hematoma.sum() * config.voxel_ml),
@@ -811,6 +859,8 @@ def render_phantom(
         "center_x_mm": center_world[0],
         "center_y_mm": center_world[1],
         "center_z_mm": center_world[2],
+        "sdh_volume_ml": float(sdh.sum() * config.voxel_ml),
+        "contusion_volume_ml": float(contusion.sum() * config.voxel_ml),
     }
     return PhantomScan(hu=np.rint(hu).astype(np.int16), mask=mask, tissue=head.tissue,
                        affine=pose.affine, truth=truth)
@@ -1087,9 +1137,10 @@ def _intraventricular_blood(head: _Head, rng: np.random.Generator) -> np.ndarray
 
 
 def _hounsfield_units(head: _Head, hematoma: np.ndarray, config: PhantomConfig,
-                      rng: np.random.Generator) -> np.ndarray:
+                      rng: np.random.Generator, trauma_rng: np.random.Generator) -> np.ndarray:
     """Hounsfield units (float32): a drawn mean per tissue, a smooth texture (a finer one in
-    the clot) and acquisition noise."""
+    the clot) and acquisition noise. The means of the traumatic tissues come from
+    ``trauma_rng``."""
     x, y, z, tissue = head.x, head.y, head.z, head.tissue
     texture = np.broadcast_to(_waves(rng, x, y, z, (12.0, 40.0)), tissue.shape)
     clot = np.broadcast_to(_waves(rng, x, y, z, (4.0, 9.0), k=5), tissue.shape)
@@ -1097,13 +1148,85 @@ def _hounsfield_units(head: _Head, hematoma: np.ndarray, config: PhantomConfig,
     amplitude = np.zeros(len(Tissue), dtype=np.float32)
     for name, low, high, amp in config.tissue_hu:
         label = Tissue[name]
-        base[label] = (rng.uniform(low + amp, high - amp) if high - low > 2 * amp
+        draw = trauma_rng if label in _TRAUMA_TISSUES else rng
+        base[label] = (draw.uniform(low + amp, high - amp) if high - low > 2 * amp
                        else 0.5 * (low + high))
         amplitude[label] = amp
     hu = base[tissue] + amplitude[tissue] * np.where(hematoma, clot, texture)
     if config.noise_hu > 0:
         hu += rng.normal(0.0, config.noise_hu, hu.shape).astype(np.float32)
     return hu
+
+
+def _child_seed(seed: Any, key: int) -> np.random.SeedSequence:
+    """A seed sequence independent of ``seed``'s own stream, derived from it and ``key``."""
+    if isinstance(seed, np.random.Generator):
+        raise TypeError("render_phantom: seed must be an int, a sequence of ints or a "
+                        "numpy.random.SeedSequence, not a Generator")
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, int(key)))
+
+
+#: Head-space boxes (centre ranges in mm, for the right side; x mirrors) where contusions form:
+#: the orbitofrontal surface and the temporal pole.
+_CONTUSION_SITES: tuple[tuple[tuple[float, float], ...], ...] = (
+    ((8.0, 30.0), (48.0, 62.0), (-14.0, 0.0)),
+    ((34.0, 46.0), (10.0, 26.0), (-32.0, -20.0)),
+)
+
+
+def _traumatic_lesions(head: _Head, cav: _Cavity, cer: _Cerebrum,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paint a subdural hematoma and one to three contusions; returns both blood masks.
+
+    The subdural hematoma is a crescent under the inner table of one convexity: its thickness
+    falls from 3-10 mm at a drawn point to 0 at an angular radius of 35-60 degrees, it stops at
+    the falx and the skull base, and 10-40 % of it (a smooth random part) is hypodense
+    unclotted blood. Each contusion is a lumpy ellipsoid of brain at an orbitofrontal or
+    temporal pole: a speckled hemorrhagic core inside a ring of oedema. Neither overwrites the
+    hematoma, its oedema, intraventricular blood or the ventricles.
+    """
+    x, y, z, tissue = head.x, head.y, head.z, head.tissue
+    keep = np.isin(tissue, (Tissue.HEMATOMA, Tissue.IVH, Tissue.OEDEMA, Tissue.VENTRICLE))
+    # subdural crescent: thickness as a function of the direction from the cerebrum's centre
+    sdh_side = 1.0 if rng.random() < 0.5 else -1.0
+    az, el = rng.uniform(0.2, 0.8) * np.pi, rng.uniform(0.0, 0.5)
+    toward = np.array([sdh_side * np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
+    thick, reach = rng.uniform(3.0, 10.0), np.deg2rad(rng.uniform(35.0, 60.0))
+    u = [x / 66.0, (y - 2.0) / 82.0, (z - 8.0) / 68.0]
+    norm = np.sqrt(u[0] ** 2 + u[1] ** 2 + u[2] ** 2) + np.float32(1e-6)
+    cos_angle = (toward[0] * u[0] + toward[1] * u[1] + toward[2] * u[2]) / norm
+    angle = np.arccos(np.clip(cos_angle, -1.0, 1.0))
+    local = thick * np.clip(1.0 - (angle / reach) ** 2, 0.0, None)
+    sdh = ((cav.d_convex > 0) & (cav.d_convex < local) & (cav.d_cerebrum > 0)
+           & (sdh_side * x > cer.hw) & ~keep)
+    swirl = np.broadcast_to(_waves(rng, x, y, z, (8.0, 16.0), k=4), tissue.shape)
+    tissue[sdh] = Tissue.SUBDURAL
+    if sdh.any():
+        cut = np.quantile(swirl[sdh], 1.0 - rng.uniform(0.1, 0.4))
+        tissue[sdh & (swirl > cut)] = Tissue.SUBDURAL_SWIRL
+    # contusions at the poles that strike the skull (either side)
+    contusion = np.zeros(tissue.shape, dtype=bool)
+    for _ in range(int(rng.integers(1, 4))):
+        ranges = _CONTUSION_SITES[int(rng.integers(len(_CONTUSION_SITES)))]
+        sx = 1.0 if rng.random() < 0.5 else -1.0
+        c = (sx * rng.uniform(*ranges[0]), rng.uniform(*ranges[1]), rng.uniform(*ranges[2]))
+        axes = tuple(float(a) for a in rng.uniform(4.0, 9.0, 3))
+        ring = tuple(a + 3.0 for a in axes)
+        found = head.ellipsoid(c, ring)
+        if found is None:
+            continue
+        box, inside = found
+        lumps = _cut(np.broadcast_to(_waves(rng, x, y, z, (3.0, 6.0), k=4), tissue.shape), box)
+        core = _inside(_cut(x, box), _cut(y, box), _cut(z, box), c, axes) & (lumps > -0.2)
+        sub, kept = tissue[box], _cut(keep, box)
+        sub[inside & np.isin(sub, (Tissue.GREY_MATTER, Tissue.WHITE_MATTER)) & ~kept] = (
+            Tissue.OEDEMA)
+        bleed = core & np.isin(sub, (Tissue.GREY_MATTER, Tissue.WHITE_MATTER, Tissue.OEDEMA))
+        bleed &= ~kept
+        sub[bleed] = Tissue.CONTUSION
+        contusion[box] |= bleed
+    return sdh, contusion
 
 
 def _lesion_center(site: str, side: float, rng: np.random.Generator) -> tuple[float, float, float]:

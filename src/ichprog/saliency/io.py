@@ -166,8 +166,9 @@ def mask_to_input_space(mask: Any, affine: Any, config: Any = None,
     ----------
     mask
         Mask in the scan's voxel order (as read by :func:`ichprog.data.load_volume`): binary, or
-        integer labels (the phantom cohort's masks hold 1 for the hematoma and 2 for
-        intraventricular blood).
+        integer labels (the phantom cohort's masks hold 1 for the hematoma, 2 for
+        intraventricular blood, 3 for a subdural hematoma and 4 for contusions:
+        :data:`ichprog.data.phantom.MASK_LABELS`).
     affine
         The scan's affine.
     config
