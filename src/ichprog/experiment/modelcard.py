@@ -229,7 +229,8 @@ def _performance(ens: Any, n_resamples: int, seed: int) -> dict[str, Any]:
     cv = CVResult.load(ens.source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        per_fold = summary_stats(cv.metrics())
+        tidy = cv.metrics() if callable(cv.metrics) else cv.metrics
+        per_fold = summary_stats(tidy)
         pooled = []
         preds = cv.predictions
         for t in ens.preset:
