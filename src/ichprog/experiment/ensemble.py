@@ -43,7 +43,8 @@ ENSEMBLE_FORMAT = "ichprog-ensemble/1"
 #: Coverage of the range across folds reported by :meth:`FoldEnsemble.predict`.
 RANGE_COVERAGE = 0.90
 
-__all__ = ["ENSEMBLE_FORMAT", "FoldEnsemble", "load_ensemble", "binary_outputs"]
+__all__ = ["ENSEMBLE_FORMAT", "FoldEnsemble", "binary_outputs", "load_ensemble",
+           "resolve_cv_dir"]
 
 
 def binary_outputs(preset: Preset) -> list[tuple[str, Task, int, str]]:

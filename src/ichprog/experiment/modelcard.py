@@ -37,7 +37,7 @@ TRIPOD_AI_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("2", "Abstract", "Abstract"),
     ("3", "Introduction", "Background"),
     ("4", "Introduction", "Objectives"),
-    ("5", "Methods", "Data sources"),
+    ("5", "Methods", "Data"),
     ("6", "Methods", "Participants"),
     ("7", "Methods", "Data preparation"),
     ("8", "Methods", "Outcome"),
