@@ -20,6 +20,12 @@ ICHPROG_EXAMPLE_OUT
 
 Outputs: ``phantom/``, ``cv/`` (the cross-validation with ``ensemble.json``,
 ``model_card.json`` and ``calibration/``), ``predictions.csv``.
+
+Measured (full run, a shared 2-core machine, 904 s): validation parts of 17, 17 and 18
+patients; prognosis on the pooled test folds (pooled AUC 0.676): ECE 0.148 raw, 0.119 after
+temperature scaling, 0.072 after Platt scaling, 0.120 after isotonic regression; calibration
+intercept 0.26 raw and 0.05 after Platt scaling; every interval overlaps the raw one
+(docs/calibration.md has the table).
 """
 
 from __future__ import annotations

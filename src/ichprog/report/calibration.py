@@ -167,8 +167,8 @@ def calibration_section(rep: Report, cv_dir: str | Path, label: str = "",
         if n_val and min(n_val) < 50 and method != "none":
             rep.note(f"The validation parts hold {min(n_val)}-{max(n_val)} patients per fold: "
                      "recalibration and thresholds fitted on so few patients are unstable and "
-                     "can make the test folds' calibration worse, as the table may show. "
-                     "Prefer `temperature` (one parameter) on small validation parts.",
+                     "can make the test folds' calibration worse: compare the intervals "
+                     "before and after.",
                      "warning")
         rep.text(f"Each fold's model was recalibrated (**{method}**) on its own validation part "
                  "and evaluated on its test fold; the pooled test folds are shown, before "
