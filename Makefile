@@ -5,14 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ichprog-installed
 OUT    ?= demo-out
 
-.PHONY: install demo demo-quick test lint typecheck pytest docs examples bench clean
+.PHONY: install demo demo-quick test lint typecheck pytest docs examples wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a several-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	# every extra (all), the test and build tools (dev) and the documentation (docs)
+	$(PY) -m pip install --quiet -e '.[all,dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,7 +39,11 @@ docs: $(STAMP)
 examples: $(STAMP)
 	@set -e; for f in $(wildcard examples/*.py); do echo "== $$f"; ICHPROG_EXAMPLE_SMALL=1 $(PY) $$f; done
 
-test: lint typecheck pytest docs examples  ## everything CI runs
+# the sdist and wheel as a user installs them: the wheel alone (core, no extra) in a fresh venv
+wheel-check: $(STAMP)
+	DEV_PYTHON=$(PY) PYTHON=$(PYTHON) .ci/check_wheel.sh
+
+test: lint typecheck pytest docs examples wheel-check  ## everything CI runs
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -50,8 +50,8 @@ def main() -> None:
         result = tab.table1(table, folds=folds, seed=0, columns=columns, params=params,
                             progress=False)
         compare = result.compare()
-        result.metrics().to_csv(out / "table1_metrics.csv", index=False)
-    result.predictions().to_csv(out / "table1_predictions.csv", index=False)
+        result.metrics.to_csv(out / "table1_metrics.csv", index=False)
+    result.predictions.to_csv(out / "table1_predictions.csv", index=False)
     (out / "table1.md").write_text(to_markdown(compare) + "\n", encoding="utf-8")
     print(f"\nTable 1 on the phantom cohort ({folds}-fold CV, mean ± SD):")
     print(to_markdown(result.summary()))

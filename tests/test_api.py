@@ -34,7 +34,8 @@ PINNED: dict[str, set[str]] = {
         "calibration_summary", "calibration_table", "choose_threshold", "decision_curve",
         "fit_calibrator", "net_benefit",
         "BINARY_METRICS", "BOOTSTRAP_COLUMNS", "ORDINAL_METRICS", "TIDY_COLUMNS",
-        "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci", "oci",
+        "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci",
+        "mean_sd_table", "oci",
         "oci_from_confusion", "ordinal_confusion_matrix", "ordinal_metrics",
         "ordinal_metrics_from_confusion", "quadratic_weighted_kappa", "resample_counts",
         "roc_auc", "summarize", "summary_stats", "tidy", "to_markdown", "uoc_from_confusion",
@@ -47,15 +48,18 @@ PINNED: dict[str, set[str]] = {
         "get_preset"
     },
     "ichprog.data": {
-        "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "Fold", "ID_COLUMN",
-        "LABEL_COLUMN", "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "Splits",
-        "VolumeCache", "load_cohort", "load_table", "load_volume", "make_phantom_cohort",
-        "make_splits", "oversample", "phantom_table", "preprocess_volume", "save_volume",
+        "AUTHORS_PREPROCESS", "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "DicomError", "Fold",
+        "GantryTiltError", "ID_COLUMN", "LABEL_COLUMN", "MixedSeriesError", "ModalityError",
+        "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "SliceSpacingError", "Splits",
+        "TransferSyntaxError", "VolumeCache", "list_dicom_series", "load_cohort",
+        "load_dicom_series", "load_table", "load_volume", "make_phantom_cohort", "make_splits",
+        "oversample", "phantom_table", "preprocess_volume", "save_dicom_series", "save_volume",
         "strip_skull", "to_original_space"
     },
     "ichprog.models": {
-        "Bf16SafeConv3d", "MultiTaskNet", "PerezCNN", "TRUNKS", "TaskHead", "TrunkSpec",
-        "balanced_pos_weight", "build_trunk", "make_bf16_safe", "multitask_loss"
+        "AUTHORS_HEADS", "Bf16SafeConv3d", "MultiTaskNet", "PerezCNN", "TRUNKS", "TaskHead",
+        "TrunkSpec", "UnsafeCheckpointError", "balanced_pos_weight", "build_trunk",
+        "load_authors_checkpoint", "make_bf16_safe", "multitask_loss", "read_authors_state_dict"
     },
     "ichprog.training": {
         "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
@@ -80,9 +84,9 @@ PINNED: dict[str, set[str]] = {
         "save_map", "save_maps", "select_slices", "summarize_lesion_scores"
     },
     "ichprog.experiment": {
-        "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "ablation",
-        "check_claims", "cross_validate", "fit_multitask", "prediction_columns",
-        "reference_predictions", "FoldEnsemble", "load_ensemble"
+        "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "Result", "ablation",
+        "check_claims", "cross_validate", "fit_multitask", "long_predictions",
+        "prediction_columns", "reference_predictions", "FoldEnsemble", "load_ensemble"
     },
     "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {

@@ -23,6 +23,8 @@ from ichprog.metrics import (
     roc_auc,
 )
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 
 def _binary(n=80, seed=0):
     rng = np.random.default_rng(seed)

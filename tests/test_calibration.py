@@ -25,6 +25,8 @@ from ichprog.metrics import (
     net_benefit,
 )
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 
 @pytest.fixture(scope="module")
 def data():

@@ -29,7 +29,7 @@ from ichprog.cli import (
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "phantom", "tabular", "train", "cv", "ablation", "predict", "saliency",
-            "report"]
+            "convert", "report"]
 
 
 # -- configuration -------------------------------------------------------------------------------

@@ -70,9 +70,10 @@ def test_window_clip_and_bandpass_by_hand() -> None:
     clip = window_hu(hu, 57.5, 85.0, "clip")
     np.testing.assert_allclose(clip, [0, 0, 0, 0.25, 0.5, 1.0, 1.0, 1.0], atol=1e-7)
     band = window_hu(hu, 57.5, 85.0, "bandpass")
-    # the authors' recipe: (HU - 15) / 85, then everything outside [0, 1] set to 0
+    # the authors' recipe: (HU - 15) / 85, then only the values strictly inside (0, 1) kept
     ref = (hu - 15.0) / 85.0
-    ref[(ref < 0) | (ref > 1)] = 0.0
+    ref[(ref <= 0) | (ref >= 1)] = 0.0
+    assert band[hu == 100.0] == 0.0  # the window's upper edge is zeroed too
     np.testing.assert_allclose(band, ref, atol=1e-7)
     assert band.dtype == np.float32
     with pytest.raises(ValueError, match="width"):

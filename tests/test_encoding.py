@@ -29,6 +29,8 @@ from ichprog.encoding import (
     non_monotone_fraction,
 )
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 ALL_GCS = list(range(3, 16))
 # the paper's classes, written out by hand for every score
 BINARY_BY_HAND = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # 3..8 severe

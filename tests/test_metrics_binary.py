@@ -26,6 +26,8 @@ from ichprog.metrics import (
     roc_auc,
 )
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 KEYS = ["auc", "accuracy", "balanced_accuracy", "specificity", "npv", "precision", "recall", "f1"]
 
 

@@ -32,6 +32,8 @@ from ichprog.metrics import (
     uoc_index_from_confusion,
 )
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 # -- published values -----------------------------------------------------------------------------
 # Silva, Pinto & Cardoso, "A uniform performance index for ordinal classification with imbalanced
 # classes", IJCNN 2018, Table 1: 4-class confusion matrices (rows = true class) with UOC at

@@ -688,3 +688,19 @@ def test_figures_crop_to_the_head():
     assert fig.axes[0].images[0].get_array().shape == (12, 11)
     fig = S.plot_slices(vol, sal, slices=[2], crop=False)
     assert fig.axes[0].images[0].get_array().shape == (16, 16)
+
+
+def test_scores_name_the_patient_column_patientid_and_old_tables_are_read():
+    maps = {"m": {"a": np.ones((4, 6, 6), np.float32), "b": np.ones((4, 6, 6), np.float32)}}
+    mask = np.zeros((4, 6, 6), bool)
+    mask[1:3, 2:4, 2:4] = True
+    scores = S.lesion_scores(maps, {"a": mask, "b": mask})
+    assert list(scores.columns) == list(S.SCORE_COLUMNS)
+    assert scores["PatientID"].tolist() == ["a", "b"]
+    assert scores.columns[-1] == "patient"  # the deprecated copy, last
+    old = _scores_table()  # a table written before the rename: column "patient"
+    new = old.rename(columns={"patient": "PatientID"})
+    pd.testing.assert_frame_equal(S.summarize_lesion_scores(old, n_resamples=50),
+                                  S.summarize_lesion_scores(new, n_resamples=50))
+    pd.testing.assert_frame_equal(S.compare_lesion_scores(old, "base", n_resamples=50),
+                                  S.compare_lesion_scores(new, "base", n_resamples=50))

@@ -13,6 +13,8 @@ from ichprog.encoding import cumulative_encode, gcs_ordinal
 from ichprog.metrics import binary_metrics, ordinal_metrics
 from ichprog.tasks import Preset, Task
 
+pytestmark = pytest.mark.core  # runs on the core install (no extra)
+
 TABLE = pd.DataFrame(
     {"Label (poor_prognosis)": [0, 1, 1, 0], "GCS": [15, 3, 9, 13], "Age": [45.0, 88.0, 80.0, 79.5]},
     index=pd.Index(["P1", "P2", "P3", "P4"], name="PatientID"),

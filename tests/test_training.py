@@ -270,6 +270,26 @@ def test_predict_proba_is_the_sigmoid_of_the_logits():
         np.testing.assert_allclose(p, torch.sigmoid(logits[name]).numpy(), rtol=1e-5)
 
 
+def test_flip_tta_is_the_mean_probability_of_the_volume_and_its_mirror_image():
+    vols = np.random.default_rng(1).normal(size=(5, *SHAPE)).astype(np.float32)
+    plain = ArrayDataset(vols)
+    mirror = ArrayDataset(np.ascontiguousarray(vols[..., ::-1]))
+    model = make_model().eval()
+    kw = {"batch_size": 2, "precision": "fp32"}
+    tta = predict_proba(model, plain, tta="flip", **kw)
+    a, b = predict_proba(model, plain, **kw), predict_proba(model, mirror, **kw)
+    tta_of_mirror = predict_proba(model, mirror, tta="flip", **kw)
+    for name in (t.name for t in MT_ORD_GCS_BIN_AGE):
+        np.testing.assert_allclose(tta[name], 0.5 * (a[name] + b[name]), rtol=1e-5, atol=1e-7)
+        # the same prediction for a scan and its mirror image
+        np.testing.assert_allclose(tta_of_mirror[name], tta[name], rtol=1e-5, atol=1e-7)
+        assert not np.allclose(a[name], b[name])  # the network itself is not symmetric
+    with pytest.raises(ValueError, match="tta must be 'none' or 'flip'"):
+        predict_proba(model, plain, tta="rotate", **kw)
+    with pytest.raises(ValueError, match="TrainConfig.tta must be 'none' or 'flip'"):
+        TrainConfig(tta="mirror")
+
+
 def test_missing_targets_are_reported():
     ds = make_dataset(6)
     no_targets = ArrayDataset(ds.volumes, ids=ds.ids)

@@ -3,8 +3,11 @@
 Multi-task 3D models (prognosis, GCS, age), their encoders and metrics, tabular baselines with
 SHAP, saliency maps, and a phantom cohort to run all of it without patient data.
 
-The light modules (:mod:`ichprog.encoding`, :mod:`ichprog.metrics`, :mod:`ichprog.tasks`) import
-without torch; the rest is loaded on first use.
+``pip install ichprog`` installs the core: :mod:`ichprog.encoding`, :mod:`ichprog.metrics`,
+:mod:`ichprog.tasks` and :mod:`ichprog.constants` need only numpy, scipy, pandas and scikit-learn.
+The other modules are loaded on first use and need an extra (``image``, ``tabular``, ``report``;
+``all`` for everything); without it, importing them raises an :class:`ImportError` that names the
+``pip install 'ichprog[...]'`` to run.
 """
 
 from __future__ import annotations

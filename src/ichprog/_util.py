@@ -42,6 +42,7 @@ __all__ = [
     "write_bytes",
     "write_json",
     "write_csv",
+    "read_json",
     "json_default",
     "stable_hash",
     "derive_seed",
@@ -126,6 +127,43 @@ def write_csv(df: Any, path: str | os.PathLike[str]) -> None:
 
 
 # -- JSON and hashes ----------------------------------------------------------------------------
+def read_json(path: str | os.PathLike[str], *, fmt: str | None = None, what: str = "a saved folder",
+              unversioned_ok: bool = False) -> Any:
+    """Read a JSON file written by :func:`write_json`, checking its ``"format"`` key.
+
+    Parameters
+    ----------
+    path
+        The file.
+    fmt
+        The format the file must declare (``None``: no check).
+    what
+        What a folder holding the file is, for the message when the file is missing.
+    unversioned_ok
+        Accept a file without a ``"format"`` key (written before the format was recorded).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (the message names its folder and ``what``).
+    ValueError
+        It is not valid JSON, or declares another format (the message names the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {p.name} in {p.parent}: not {what}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p} is not valid JSON: {exc}") from exc
+    if fmt is not None:
+        found = data.get("format", fmt if unversioned_ok else None) \
+            if isinstance(data, dict) else None
+        if found != fmt:
+            raise ValueError(f"{p}: format {found!r}, expected {fmt!r}")
+    return data
+
+
 def json_default(obj: Any) -> Any:
     """``default=`` of :func:`json.dumps` for numpy scalars and arrays and for paths.
 

@@ -38,6 +38,8 @@ __all__ = [
     "AGE_BINARY_CLASSES",
     "BINARY_METRICS",
     "ORDINAL_METRICS",
+    "PREDICTION_COLUMNS",
+    "OLD_ID_COLUMNS",
     "PAPER_TABLES",
 ]
 
@@ -126,6 +128,15 @@ BINARY_METRICS: tuple[str, ...] = (
 )
 #: The keys of :func:`ichprog.metrics.ordinal_metrics`, in the order of the paper's tables.
 ORDINAL_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "mae", "rmse", "uoc", "qwk")
+
+# -- result tables ------------------------------------------------------------------------------
+#: The one prediction table of the library (long: one row per model, fold, patient and task).
+#: ``score`` ranks the patients (P(class 1) of a binary task, the expected class of an ordinal
+#: one); ``pred`` is the decided class.
+PREDICTION_COLUMNS: tuple[str, ...] = ("model", "fold", ID_COLUMN, "task", "y_true", "score",
+                                       "pred")
+#: Names the patient column had in files written by earlier releases; read as :data:`ID_COLUMN`.
+OLD_ID_COLUMNS: tuple[str, ...] = ("id", "patient")
 
 # -- the published tables -----------------------------------------------------------------------
 # Table 1: tabular models, 10-fold CV, mean ± SD.

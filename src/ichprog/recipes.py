@@ -22,8 +22,9 @@ Two recipes are registered in :data:`RECIPES`:
     epochs, the last epoch's weights, batches of 8 without accumulation, float32, every binary
     and ordinal output balanced in the loss (``class_balance``), no
     augmentation (the paper's zoom of up to 10 % rescales the hematoma volume and the CSF
-    spaces, which are what the model must measure), and no validation part (with the last
-    epoch kept, nothing is chosen on it, and at this size each patient counts).
+    spaces, which are what the model must measure), no validation part (with the last
+    epoch kept, nothing is chosen on it, and at this size each patient counts), and every
+    prediction averaged over the volume and its left-right mirror image (``tta="flip"``).
     Why each setting differs from the paper's was measured on the phantom cohort (documentation
     page "Training recipes").
 
@@ -45,6 +46,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from ichprog._extras import require_extra
+
+# the recipes are checked against ichprog.data and ichprog.training when defined
+require_extra(__name__, "image", ("torch", "monai", "nibabel", "safetensors"))
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "as_recipe"]
 
@@ -146,11 +152,12 @@ PAPER = Recipe(
 CPU = Recipe(
     "cpu",
     "learns in minutes on a CPU: 32 x 48 x 48, window -20-100 HU, densenet_tiny, one-cycle lr "
-    "3e-3 over 30 epochs, last epoch, balanced outputs, no augmentation, no validation part",
+    "3e-3 over 30 epochs, last epoch, balanced outputs, no augmentation, no validation part, "
+    "predictions averaged with the mirror image",
     preprocess={"shape": (32, 48, 48), "window_level": 40.0, "window_width": 120.0},
     train={"max_epochs": 30, "lr": 3e-3, "schedule": "onecycle", "select": "last",
            "patience": None, "accumulation_steps": 1, "precision": "fp32",
-           "class_balance": True},
+           "class_balance": True, "tta": "flip"},
     trunk="densenet_tiny",
     augment=False,
     val_fraction=0.0,

@@ -4,7 +4,8 @@ Exit codes (scripts can rely on them):
 
 * ``0``: success;
 * ``2``: usage or configuration error (unknown option, unknown or mistyped configuration key,
-  value out of range, missing input file); nothing was computed;
+  value out of range, missing input file) or a missing extra (the message names the
+  ``pip install 'ichprog[...]'`` to run); nothing was computed;
 * ``1``: runtime failure (invalid data found while running, a failed stage, interruption is
   ``130``).
 
@@ -31,8 +32,11 @@ from typing import Any
 
 # The public names, and (``noqa: F401``) the constants and private helpers that were importable
 # from ``ichprog.cli`` before it became a package.
+from ichprog._extras import MissingExtraError
 from ichprog.cli.commands import (  # noqa: F401
+    _COMMAND_PACKAGES,
     _HANDLERS,
+    _check_extras,
     _cmd_ablation,
     _cmd_cv,
     _cmd_demo,
@@ -46,11 +50,7 @@ from ichprog.cli.commands import (  # noqa: F401
     _Handler,
 )
 from ichprog.cli.config import (  # noqa: F401
-    _PRESET_CHOICES,
-    _SALIENCY_METHODS,
-    _TABULAR_MODELS,
     _TRAIN_KEYS,
-    _TRUNK_CHOICES,
     CONFIG_SCHEMA,
     LONG_CLAIMS,
     _check_range,
@@ -143,13 +143,17 @@ with the paper's. Built on first use (see :mod:`ichprog.cli.config`)."""
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DEMO_MODES":
-        return _demo_modes()
+    from ichprog.cli import config
+
+    if name == "DEMO_MODES" or name in config._OLD_CHOICES:
+        return getattr(config, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"DEMO_MODES"})
+    from ichprog.cli.config import _OLD_CHOICES
+
+    return sorted(set(globals()) | {"DEMO_MODES", *_OLD_CHOICES})
 
 
 def _summarize_warnings(caught: Sequence[warnings.WarningMessage], quiet: bool) -> None:
@@ -194,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     debug = bool(getattr(args, "debug", False))
     try:
+        _check_extras(args.command)
         if debug:
             return _HANDLERS[args.command](args)
         with warnings.catch_warnings(record=True) as caught:
@@ -201,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = _HANDLERS[args.command](args)
         _summarize_warnings(caught, quiet=bool(getattr(args, "quiet", False)))
         return code
-    except ConfigError as exc:
+    except (ConfigError, MissingExtraError) as exc:
         if debug:
             raise
         print(f"ichprog {args.command}: error: {exc}", file=sys.stderr)

@@ -9,8 +9,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,70 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
         tomllib = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
+class _Derived:
+    """A default or a list of choices that the schema reads from the library's own
+    configuration classes and registries on first use (they import numpy and torch, which
+    ``import ichprog.cli`` must not)."""
+
+    def __init__(self, read: Callable[[], Any], source: str):
+        self.read = read
+        self.source = source
+        self._value: Any = _UNREAD
+
+    def get(self) -> Any:
+        if self._value is _UNREAD:
+            self._value = self.read()
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<from {self.source}>"
+
+
+_UNREAD = object()
+
+
+def _resolve(value: Any) -> Any:
+    return value.get() if isinstance(value, _Derived) else value
+
+
 class _Key:
-    kind: str  # "int", "float", "bool", "str", "ints", "strs", "optfloat"
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] | None = None
-    length: int | None = None
+    """One configuration key: kind (``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"ints"``,
+    ``"strs"``, ``"optfloat"``), default, help and valid range or choices. A default or choice
+    list may be :class:`_Derived`; :attr:`default` and :attr:`choices` give its value."""
+
+    __slots__ = ("kind", "_default", "help", "low", "high", "low_open", "high_open", "_choices",
+                 "length")
+
+    def __init__(self, kind: str, default: Any, help: str, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 choices: tuple[str, ...] | _Derived | None = None, length: int | None = None):
+        self.kind = kind
+        self._default = default
+        self.help = help
+        self.low = low
+        self.high = high
+        self.low_open = low_open
+        self.high_open = high_open
+        self._choices = choices
+        self.length = length
+
+    @property
+    def default(self) -> Any:
+        return _resolve(self._default)
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        value = _resolve(self._choices)
+        return None if value is None else tuple(value)
+
+    def __repr__(self) -> str:
+        return (f"_Key({self.kind!r}, default={self._default!r}, choices={self._choices!r}, "
+                f"low={self.low!r}, high={self.high!r})")
+
+
+# -- what the schema derives from the library ----------------------------------------------------
+# The command line's names of TrainConfig fields that it spells differently.
+_TRAIN_KEYS = {"max_epochs": "epochs"}
 
 
 def _presets() -> tuple[str, ...]:
@@ -44,11 +96,87 @@ def _presets() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-_PRESET_CHOICES = ("baseline_perez", "baseline_densenet", "baseline_gcs_bin", "baseline_gcs_ord",
-                   "baseline_age", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age")
-_TRUNK_CHOICES = ("densenet121", "densenet_tiny", "perez2023", "")
-_SALIENCY_METHODS = ("guided_backprop", "gradcam", "guided_gradcam")
-_TABULAR_MODELS = ("dnn", "rf", "xgb", "lr", "dtc")
+def _trunks() -> tuple[str, ...]:
+    """The registered trunks, and ``""`` (keep the preset's)."""
+    from ichprog.models import TRUNKS
+
+    return (*TRUNKS, "")
+
+
+def _saliency_methods() -> tuple[str, ...]:
+    from ichprog.saliency import METHODS
+
+    return tuple(METHODS)
+
+
+def _tabular_models() -> tuple[str, ...]:
+    from ichprog.tabular import MODEL_NAMES
+
+    return tuple(MODEL_NAMES)
+
+
+def _field_default(cls: Any, name: str) -> Any:
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
+
+
+def _literal_choices(cls: Any, name: str) -> tuple[str, ...]:
+    """The values of a field annotated with a ``Literal``."""
+    import typing
+
+    return tuple(typing.get_args(typing.get_type_hints(cls)[name]))
+
+
+def _train(name: str) -> _Derived:
+    """The default of a :class:`~ichprog.training.TrainConfig` field (a ``None`` patience
+    reads 0, the command line's "off")."""
+    def read() -> Any:
+        from ichprog.training import TrainConfig
+
+        value = _field_default(TrainConfig, name)
+        return 0 if name == "patience" and value is None else value
+
+    return _Derived(read, f"TrainConfig.{name}")
+
+
+def _train_choices(name: str) -> _Derived:
+    def read() -> tuple[str, ...]:
+        from ichprog.training import TrainConfig
+
+        return _literal_choices(TrainConfig, name)
+
+    return _Derived(read, f"TrainConfig.{name}")
+
+
+def _preprocess(name: str, choices: bool = False) -> _Derived:
+    """The default (or, for a ``Literal`` field, the choices) of a
+    :class:`~ichprog.data.PreprocessConfig` field."""
+    def read() -> Any:
+        from ichprog.data import PreprocessConfig
+
+        return (_literal_choices(PreprocessConfig, name) if choices
+                else _field_default(PreprocessConfig, name))
+
+    return _Derived(read, f"PreprocessConfig.{name}")
+
+
+def _tabular_default(name: str) -> _Derived:
+    """The default of a :class:`~ichprog.tabular.PerezDNNClassifier` argument."""
+    def read() -> Any:
+        import inspect
+
+        from ichprog.tabular import PerezDNNClassifier
+
+        return inspect.signature(PerezDNNClassifier).parameters[name].default
+
+    return _Derived(read, f"PerezDNNClassifier({name})")
+
+
+_PRESET_NAMES = _Derived(_presets, "ichprog.tasks.PRESETS")
+_TRUNK_NAMES = _Derived(_trunks, "ichprog.models.TRUNKS")
+_METHOD_NAMES = _Derived(_saliency_methods, "ichprog.saliency.METHODS")
+
 
 #: Every section and key of a configuration file, with type, default and valid range.
 CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
@@ -71,39 +199,49 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
     "preprocess": {
         "shape": _Key("ints", [32, 64, 64], "network input size (D, H, W) after resampling",
                       low=8, high=1024, length=3),
-        "window": _Key("str", "clip", "'clip' (default) or 'bandpass' (the authors' scripts)",
-                       choices=("clip", "bandpass")),
-        "window_level": _Key("float", 57.5, "Hounsfield window centre (the paper's: 57.5)",
-                             low=-1024.0, high=3071.0),
-        "window_width": _Key("float", 85.0, "Hounsfield window width (the paper's: 85)", low=0.0,
-                             low_open=True, high=4096.0),
-        "skull_strip": _Key("bool", True, "strip the skull (already stripped scans pass through)"),
-        "reorient": _Key("bool", True, "reorient to the closest canonical orientation"),
+        "window": _Key("str", _preprocess("window"), "'clip' (default) or 'bandpass' (the "
+                       "authors' scripts)", choices=_preprocess("window", choices=True)),
+        "window_level": _Key("float", _preprocess("window_level"), "Hounsfield window centre "
+                             "(the paper's: 57.5)", low=-1024.0, high=3071.0),
+        "window_width": _Key("float", _preprocess("window_width"), "Hounsfield window width (the "
+                             "paper's: 85)", low=0.0, low_open=True, high=4096.0),
+        "skull_strip": _Key("bool", _preprocess("skull_strip"), "strip the skull (already "
+                            "stripped scans pass through)"),
+        "reorient": _Key("bool", _preprocess("reorient"), "reorient to the closest canonical "
+                         "orientation"),
     },
     "model": {
         "preset": _Key("str", "mt_ord_gcs_bin_age", "the tasks and trunk (see ichprog.tasks)",
-                       choices=_PRESET_CHOICES),
+                       choices=_PRESET_NAMES),
         "trunk": _Key("str", "", "trunk overriding the preset's ('' keeps it)",
-                      choices=_TRUNK_CHOICES),
+                      choices=_TRUNK_NAMES),
         "dropout": _Key("optfloat", None, "trunk dropout (default: the trunk's own)", low=0.0,
                         high=1.0, high_open=True),
     },
     "train": {
-        "epochs": _Key("int", 100, "maximum number of epochs", low=1, high=100000),
-        "batch_size": _Key("int", 8, "samples per forward pass", low=1, high=4096),
-        "accumulation_steps": _Key("int", 3, "batches per optimizer step", low=1, high=1024),
-        "lr": _Key("float", 1e-3, "AdamW learning rate", low=0.0, low_open=True, high=10.0),
-        "weight_decay": _Key("float", 1e-4, "AdamW weight decay", low=0.0, high=10.0),
-        "patience": _Key("int", 20, "early-stopping patience in epochs (0: off)", low=0),
-        "schedule": _Key("str", "constant", "learning-rate schedule: 'constant' (the paper's) or "
-                         "'onecycle'", choices=("constant", "onecycle")),
-        "select": _Key("str", "best", "weights kept: 'best' validation epoch (the paper's) or "
-                       "'last' epoch", choices=("best", "last")),
-        "class_balance": _Key("bool", False, "weight the positive targets of every binary and "
-                              "ordinal output by negatives / positives"),
+        "epochs": _Key("int", _train("max_epochs"), "maximum number of epochs", low=1,
+                       high=100000),
+        "batch_size": _Key("int", _train("batch_size"), "samples per forward pass", low=1,
+                           high=4096),
+        "accumulation_steps": _Key("int", _train("accumulation_steps"), "batches per optimizer "
+                                   "step", low=1, high=1024),
+        "lr": _Key("float", _train("lr"), "AdamW learning rate", low=0.0, low_open=True,
+                   high=10.0),
+        "weight_decay": _Key("float", _train("weight_decay"), "AdamW weight decay", low=0.0,
+                             high=10.0),
+        "patience": _Key("int", _train("patience"), "early-stopping patience in epochs (0: off)",
+                         low=0),
+        "schedule": _Key("str", _train("schedule"), "learning-rate schedule: 'constant' (the "
+                         "paper's) or 'onecycle'", choices=_train_choices("schedule")),
+        "select": _Key("str", _train("select"), "weights kept: 'best' validation epoch (the "
+                       "paper's) or 'last' epoch", choices=_train_choices("select")),
+        "class_balance": _Key("bool", _train("class_balance"), "weight the positive targets of "
+                              "every binary and ordinal output by negatives / positives"),
+        "tta": _Key("str", _train("tta"), "test-time augmentation: 'none' (the paper's) or "
+                    "'flip' (mean with the left-right mirror image)", choices=_train_choices("tta")),
         "augment": _Key("bool", True, "rotation, zoom and noise on the training part"),
-        "precision": _Key("str", "auto", "autocast precision",
-                          choices=("auto", "fp32", "bf16", "fp16")),
+        "precision": _Key("str", _train("precision"), "autocast precision",
+                          choices=_train_choices("precision")),
     },
     "cv": {
         "folds": _Key("int", 10, "number of cross-validation folds", low=2, high=1000),
@@ -121,22 +259,22 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "target_sensitivity": _Key("float", 0.9, "sensitivity to reach with threshold = "
                                    "'sensitivity'", low=0.0, high=1.0, low_open=True),
         "models": _Key("strs", ["baseline_densenet", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age"],
-                       "presets cross-validated by 'ichprog demo'", choices=_PRESET_CHOICES),
+                       "presets cross-validated by 'ichprog demo'", choices=_PRESET_NAMES),
     },
     "tabular": {
         "folds": _Key("int", 10, "cross-validation folds of the tabular models", low=2,
                       high=1000),
         "shap": _Key("bool", True, "compute SHAP importances"),
         "boundaries": _Key("bool", True, "fit the (GCS, age) decision tree and plot it"),
-        "dnn_epochs": _Key("int", 100, "maximum epochs of the dense network of Perez et al.",
-                           low=1, high=100000),
+        "dnn_epochs": _Key("int", _tabular_default("max_epochs"), "maximum epochs of the dense "
+                           "network of Perez et al.", low=1, high=100000),
         "val_fraction": _Key("float", 0.1, "validation part of each training part (the dense "
                              "network's early stopping)", low=0.0, high=1.0, low_open=True,
                              high_open=True),
     },
     "ablation": {
         "preset": _Key("str", "mt_ord_gcs_bin_age", "multi-task preset whose losses are ablated",
-                       choices=_PRESET_CHOICES),
+                       choices=_PRESET_NAMES),
         "max_configs": _Key("int", 0, "run at most this many configurations (0: all)", low=0),
     },
     "claims": {
@@ -150,7 +288,7 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "saliency": {
         "methods": _Key("strs", ["guided_backprop", "guided_gradcam"], "saliency methods",
-                        choices=_SALIENCY_METHODS),
+                        choices=_METHOD_NAMES),
         "n_patients": _Key("int", 4, "test patients explained per model", low=1, high=10000),
         "fold": _Key("int", 0, "fold whose model is explained", low=0),
     },
@@ -406,8 +544,6 @@ def _config_from_args(args: argparse.Namespace,
 # ------------------------------------------------------------------------------------------------
 # Demo modes
 # ------------------------------------------------------------------------------------------------
-# The command line's names of TrainConfig fields that it spells differently.
-_TRAIN_KEYS = {"max_epochs": "epochs"}
 
 
 def _recipe_sections(name: str) -> dict[str, dict[str, Any]]:
@@ -483,9 +619,18 @@ def _demo_modes() -> dict[str, dict[str, dict[str, Any]]]:
     return modes
 
 
+#: Names of the choice lists before they were derived, read on first use.
+_OLD_CHOICES: dict[str, Callable[[], tuple[str, ...]]] = {
+    "_PRESET_CHOICES": _presets, "_TRUNK_CHOICES": _trunks,
+    "_SALIENCY_METHODS": _saliency_methods, "_TABULAR_MODELS": _tabular_models,
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "DEMO_MODES":
         return _demo_modes()
+    if name in _OLD_CHOICES:
+        return _OLD_CHOICES[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

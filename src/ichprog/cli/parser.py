@@ -9,15 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._version import __version__
-from ichprog.cli.config import _PRESET_CHOICES
+from ichprog.cli.config import _presets, _trunks
 
 _EPILOG_EXIT = textwrap.dedent("""\
     exit codes: 0 success, 2 usage or configuration error, 1 runtime failure, 130 interrupted.
     """)
 
 
+# Placeholders of help texts, filled from the registries when the help is shown (reading
+# them imports numpy and torch, which building the parser must not).
+_HELP_LISTS: dict[str, Any] = {
+    "{presets}": lambda: ", ".join(_presets()),
+    "{trunks}": lambda: ", ".join(t for t in _trunks() if t),
+}
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        for key, names in _HELP_LISTS.items():
+            if text and key in text:
+                text = text.replace(key, names())
+        return text
 
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -48,8 +61,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 def _add_model(p: argparse.ArgumentParser, preset: bool = True) -> None:
     g = p.add_argument_group("model and training")
     if preset:
-        g.add_argument("--preset", metavar="NAME", help="model preset: " + ", ".join(_PRESET_CHOICES))
-    g.add_argument("--trunk", metavar="NAME", help="trunk: densenet121, densenet_tiny, perez2023")
+        g.add_argument("--preset", metavar="NAME", help="model preset: {presets}")
+    g.add_argument("--trunk", metavar="NAME", help="trunk: {trunks}")
     g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.epochs)")
     g.add_argument("--folds", type=int, metavar="K", help="cross-validation folds (cv.folds)")
     g.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or mps (run.device)")
@@ -82,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_phantom, _add_tabular, _add_train, _add_cv, _add_ablation,
-                _add_predict, _add_saliency, _add_report):
+                _add_predict, _add_saliency, _add_convert, _add_report):
         add(sub)
     return parser
 
@@ -181,21 +194,31 @@ def _add_predict(sub: Any) -> None:
         ichprog predict --model runs/cv --input scans/ --out preds.csv   # ensemble + preds.html
         ichprog predict --model runs/cv --preset mt_ord_gcs_bin_age --input scan.nii.gz
         ichprog predict --model runs/m/train/model scan1.nii.gz scan2.nii.gz --out preds.csv
+        ichprog predict --model runs/m/train/model dicom/patient7/ --out preds.csv
+        ichprog predict --model DenseNet_fold0.pth --preset mt_ord_gcs_bin_age dicom/*/ -o p.csv
         """)
     p.add_argument("--model", type=Path, required=True, metavar="DIR",
                    help="a cross-validation (a run folder of 'ichprog cv' or 'ichprog demo', or "
-                        "its cv/<preset> folder): its fold models predict as one ensemble; or "
-                        "one saved model (DIR/train/model of 'ichprog train')")
-    p.add_argument("scans", nargs="*", type=Path, metavar="SCAN", help="NIfTI files")
-    p.add_argument("--input", "-i", type=Path, action="append", metavar="PATH",
-                   help="a NIfTI file or a folder of them (repeatable)")
+                        "its cv/<preset> folder): its fold models predict as one ensemble; one "
+                        "saved model folder (DIR/train/model of 'ichprog train', or a fold's "
+                        "DIR/cv/<preset>/fold_00/model); or one of the authors' published "
+                        "checkpoint files (with --preset; their input pipeline is used)")
     p.add_argument("--preset", metavar="NAME",
-                   help="the cross-validated model of a run folder that holds several")
+                   help="the tasks of an authors' checkpoint file, or the cross-validated model "
+                        "of a run folder that holds several: {presets}")
+    p.add_argument("--skull-strip", action="store_true",
+                   help="strip the skull before an authors' checkpoint (their scans were "
+                        "stripped beforehand)")
+    p.add_argument("scans", nargs="*", type=Path, metavar="SCAN",
+                   help="NIfTI files or folders of DICOM files (one CT series each)")
+    p.add_argument("--input", "-i", type=Path, action="append", metavar="PATH",
+                   help="a NIfTI file, a folder of NIfTI files, or a folder of DICOM files (one "
+                        "CT series); repeatable")
     p.add_argument("--threshold", default="0.5", metavar="T",
                    help="threshold of the decoded classes: a probability (default 0.5) or "
                         "'validation' (the ensemble's thresholds chosen on validation parts)")
     p.add_argument("--no-saliency", action="store_true",
-                   help="leave the Grad-CAM panels out of the HTML summary")
+                   help="leave the Grad-CAM panels out of the ensemble's HTML summary")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the predictions to this CSV (an ensemble also writes the HTML "
                         "summary beside it, same name, .html; a folder gets predictions.csv "
@@ -204,12 +227,48 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
 
 
+def _add_convert(sub: Any) -> None:
+    p = _command(sub, "convert", "Convert DICOM series (folders of DICOM files) to NIfTI.", """\
+        ichprog convert dicom/patient7/ patient7.nii.gz
+        ichprog convert dicom/* --out nifti/        # one <folder name>.nii.gz per series
+        """)
+    p.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
+                   help="DICOM folders (or single DICOM files); with one source, a final "
+                        "argument ending in .nii or .nii.gz is the destination file")
+    p.add_argument("--out", "-o", type=Path, metavar="DIR",
+                   help="folder for <source name>.nii.gz files (created)")
+    p.add_argument("--series", metavar="UID",
+                   help="SeriesInstanceUID to read when a folder holds several series")
+    p.add_argument("--overwrite", action="store_true", help="replace existing NIfTI files")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+
+
 def _add_saliency(sub: Any) -> None:
-    p = _command(sub, "saliency", "Saliency maps and lesion scores of cross-validated models.", """\
+    p = _command(sub, "saliency", "Saliency maps and lesion scores of cross-validated models, "
+                 "or of one model on given scans.", """\
         ichprog saliency --out runs/cv               # explains the models of 'ichprog cv'
         ichprog saliency --out runs/cv --set saliency.n_patients=8
+        ichprog saliency --out maps --model runs/m/train/model dicom/patient7/ scan2.nii.gz
+        ichprog saliency --out maps --model DenseNet_fold0.pth --preset mt_ord_gcs_bin_age dicom/p7/
         """)
     _add_common(p)
+    g = p.add_argument_group("one model on given scans (instead of a run's models and cohort)")
+    g.add_argument("scans", nargs="*", type=Path, metavar="SCAN",
+                   help="NIfTI files or DICOM folders to explain (with --model)")
+    g.add_argument("--model", type=Path, metavar="DIR",
+                   help="a saved model folder, or an authors' checkpoint file with --preset")
+    g.add_argument("--preset", metavar="NAME",
+                   help="the tasks of an authors' checkpoint file: {presets}")
+    g.add_argument("--skull-strip", action="store_true",
+                   help="strip the skull before an authors' checkpoint")
+    g.add_argument("--method", action="append", choices=("guided_backprop", "gradcam",
+                                                         "guided_gradcam"),
+                   help="saliency method (repeatable; default guided_backprop and "
+                        "guided_gradcam)")
+    g.add_argument("--task", default="prognosis", metavar="NAME",
+                   help="the head to explain (default prognosis)")
+    g.add_argument("--target", type=int, default=1, metavar="K",
+                   help="the class to explain (default 1: poor prognosis)")
 
 
 def _add_report(sub: Any) -> None:

@@ -16,22 +16,20 @@ MAX_SALIENCY_SCANS = 12
 _NIFTI = (".nii", ".nii.gz")
 
 
-def _scan_paths(args: argparse.Namespace) -> list[Path]:
-    """The scans of the positional arguments and of ``--input`` (a file, or a folder whose
-    NIfTI files are all taken, sorted)."""
-    paths: list[Path] = []
-    for p in [*args.scans, *(args.input or [])]:
+def scan_inputs(args: argparse.Namespace) -> list[Path]:
+    """The scans of the positional arguments and of ``--input``: a NIfTI file; a folder of
+    NIfTI files (all of them, sorted); or a folder of DICOM files (one CT series, read by
+    :func:`ichprog.data.load_volume`)."""
+    paths: list[Path] = list(args.scans)
+    for p in args.input or []:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(_NIFTI))
-            if not found:
-                raise ConfigError(f"--input: folder {p} holds no NIfTI file (.nii, .nii.gz)")
-            paths += found
-        elif p.is_file():
-            paths.append(p)
+            paths += found or [p]
         else:
-            raise ConfigError(f"scan file or folder {p} not found")
+            paths.append(p)
     if not paths:
-        raise ConfigError("no scan given: pass --input PATH (a NIfTI file or a folder of them)")
+        raise ConfigError("no scan given: pass --input PATH (a NIfTI file, a folder of them, or "
+                          "a folder of DICOM files) or the scans as arguments")
     return paths
 
 
@@ -132,7 +130,7 @@ def predict_ensemble(args: argparse.Namespace) -> int:
     the HTML summary beside it."""
     from ichprog.experiment import load_ensemble
 
-    scans = _scan_paths(args)
+    scans = list(args.scans)
     try:
         ens = load_ensemble(args.model, model=getattr(args, "preset", None))
     except (FileNotFoundError, ValueError) as exc:
@@ -150,9 +148,15 @@ def predict_ensemble(args: argparse.Namespace) -> int:
     html = csv.with_suffix(".html") if out.suffix == ".csv" else out / "summary.html"
     csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(csv)
-    panels = [] if args.no_saliency else _saliency_panels(ens, list(ds.volumes), list(table.index),
-                                                          table)
-    _summary_html(ens, table, panels, html, Path(args.model))
+    from ichprog._extras import MissingExtraError
+
+    try:
+        panels = [] if args.no_saliency else _saliency_panels(ens, list(ds.volumes),
+                                                              list(table.index), table)
+        _summary_html(ens, table, panels, html, Path(args.model))
+    except MissingExtraError as exc:  # the table is written; the summary needs matplotlib
+        print(f"wrote {csv}; no HTML summary: {exc}")
+        return EXIT_OK
     if not args.quiet:
         print(f"wrote {csv} and {html}")
     return EXIT_OK

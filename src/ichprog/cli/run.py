@@ -1,4 +1,5 @@
-"""The output folder of a command: ``_Run`` (the manifest ``run.json``, stage markers and reuse),
+"""The output folder of a command: ``_Run`` (the manifest ``run.json``, a
+:class:`~ichprog._manifest.RunManifest`, stage markers and reuse),
 a command's start and finish, the run's description, and the removal of results computed on a
 previous phantom cohort."""
 
@@ -14,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash, write_text
+from ichprog._manifest import MANIFEST_FILE, RunManifest
+from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash
 from ichprog.cli.config import _config_from_args, dump_config
 from ichprog.constants import GCS_COLUMN
 
@@ -33,17 +35,15 @@ class _Run:
         self.cfg = cfg
         self.quiet = quiet
         out.mkdir(parents=True, exist_ok=True)
-        mpath = out / "run.json"
-        self.manifest: dict[str, Any] = {}
-        if mpath.is_file():
-            with contextlib.suppress(json.JSONDecodeError, OSError):
-                self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        versions = package_versions(MANIFEST_PACKAGES, source="distribution")
-        self.manifest.update({"command": command, "versions": versions,
-                              "title": f"ichprog report: {cfg['run']['name']}"})
-        self.manifest.setdefault("timings", {})
-        self.manifest["reused"] = []
-        self.manifest.setdefault("labels", {})
+        try:
+            self.manifest = RunManifest.load(out / MANIFEST_FILE, missing_ok=True)
+        except (ValueError, OSError) as exc:
+            self.say(f"warning: {exc}; starting a new manifest")
+            self.manifest = RunManifest()
+        self.manifest.command = command
+        self.manifest.versions = package_versions(MANIFEST_PACKAGES, source="distribution")
+        self.manifest.title = f"ichprog report: {cfg['run']['name']}"
+        self.manifest.reused = []
         (out / "config.toml").write_text(dump_config(cfg), encoding="utf-8")
         self.save()
 
@@ -52,7 +52,7 @@ class _Run:
             print(msg, file=sys.stderr, flush=True)
 
     def save(self) -> None:
-        write_text(self.out / "run.json", json.dumps(self.manifest, indent=2, default=str))
+        self.manifest.save(self.out / MANIFEST_FILE)
 
     def done(self, stage: str, key: Any) -> bool:
         marker = self.out / stage / ".done.json"
@@ -73,7 +73,7 @@ class _Run:
         """Yield ``True`` when the stage must run; ``False`` when it is reused."""
         if self.done(name, key):
             self.say(f"[{name}] reusing the finished results in {self.out / name}")
-            self.manifest["reused"].append(name)
+            self.manifest.reused.append(name)
             self.save()
             yield False
             return
@@ -81,7 +81,7 @@ class _Run:
         t0 = time.perf_counter()
         yield True
         dt = time.perf_counter() - t0
-        self.manifest["timings"][name] = round(dt, 2)
+        self.manifest.timings[name] = round(dt, 2)
         self.mark_done(name, key)
         self.save()
         self.say(f"[{name}] done in {dt:.1f} s")
@@ -107,14 +107,14 @@ def _forget_results(run: _Run) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
-    run.manifest["timings"] = {}
+    run.manifest.timings = {}
 
 
 def _describe_cohort(run: _Run, cohort: Any) -> None:
     labels = [int(v) for v in cohort.labels]
     gcs = cohort.table[GCS_COLUMN].astype(int).value_counts().sort_index()
-    run.manifest["cohort"] = {
-        "source": "phantom cohort (synthetic)" if run.manifest.get("phantom") else "clinical table",
+    run.manifest.cohort = {
+        "source": "phantom cohort (synthetic)" if run.manifest.phantom else "clinical table",
         "patients": len(cohort),
         "good prognosis (0)": labels.count(0),
         "poor prognosis (1)": labels.count(1),
@@ -130,8 +130,8 @@ def _start(args: argparse.Namespace, base: Mapping[str, Mapping[str, Any]] | Non
 
 
 def _finish(run: _Run, t0: float) -> None:
-    run.manifest["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    run.manifest.setdefault("summary", {})["wall time"] = _duration(run.manifest["wall_time_s"])
+    run.manifest.wall_time_s = round(time.perf_counter() - t0, 1)
+    run.manifest.summary["wall time"] = _duration(run.manifest.wall_time_s)
     run.save()
 
 
@@ -185,5 +185,5 @@ def _describe_run(run: _Run, *stages: str) -> None:
     if "saliency" in stages:
         s["saliency"] = (", ".join(cfg["saliency"]["methods"]) + f" on {cfg['saliency']['n_patients']}"
                          f" test patients of fold {cfg['saliency']['fold'] + 1}")
-    run.manifest["summary"] = s
+    run.manifest.summary = s
     run.save()

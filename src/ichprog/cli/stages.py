@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._version import __version__
-from ichprog.cli.config import _PRESET_CHOICES
+from ichprog.cli.config import _presets
 from ichprog.cli.errors import ConfigError
 from ichprog.cli.run import _describe_cohort, _forget_results, _Run
-from ichprog.constants import ID_COLUMN
 
 
 def _stage_key(cfg: Mapping[str, Any], *sections: str) -> dict[str, Any]:
@@ -35,7 +34,7 @@ def _load_cohort(run: _Run) -> Any:
             raise ConfigError(f"[data] table: file {table} does not exist")
         cohort = load_cohort(table, image_dir=data["image_dir"] or None,
                              mask_dir=data["mask_dir"] or None)
-        run.manifest["phantom"] = False
+        run.manifest.phantom = False
     else:
         from ichprog.data import make_phantom_cohort
 
@@ -51,7 +50,7 @@ def _load_cohort(run: _Run) -> Any:
 
         cohort = load_cohort(pdir / "clinical.csv", image_dir=pdir,
                              mask_dir=pdir / "masks" if (pdir / "masks").is_dir() else None)
-        run.manifest["phantom"] = True
+        run.manifest.phantom = True
     _describe_cohort(run, cohort)
     return cohort
 
@@ -84,8 +83,8 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
     res = tabular.table1(cohort, folds=tab["folds"], seed=seed, progress=progress,
                          val_fraction=tab["val_fraction"],
                          params={"dnn": {"max_epochs": tab["dnn_epochs"]}})
-    res.metrics().to_csv(out / "metrics.csv", index=False)
-    res.predictions().to_csv(out / "predictions.csv", index=False)
+    res.metrics.to_csv(out / "metrics.csv", index=False)
+    res.predictions.to_csv(out / "predictions.csv", index=False)
     if tab["shap"]:
         rows = []
         for label, r in res.results.items():
@@ -106,7 +105,7 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
         (out / "boundaries.json").write_text(json.dumps(cut, indent=2), encoding="utf-8")
         tabular.plot_decision_regions(cohort, out / "decision_regions.png", boundaries=cut,
                                       seed=seed)
-        run.manifest.setdefault("tabular", {})["learned cut-offs"] = cut
+        run.manifest.tabular["learned cut-offs"] = cut
 
 
 def _preprocess_config(cfg: Mapping[str, Any]) -> Any:
@@ -127,7 +126,7 @@ def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
                        weight_decay=t["weight_decay"], patience=t["patience"] or None,
                        seed=seed, device=cfg["run"]["device"], precision=t["precision"],
                        schedule=t["schedule"], select=t["select"],
-                       class_balance=t["class_balance"],
+                       class_balance=t["class_balance"], tta=t["tta"],
                        progress=cfg["run"]["progress"])
 
 
@@ -164,12 +163,9 @@ def _cv_kwargs(run: _Run) -> dict[str, Any]:
 def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,
                ensemble: bool = False) -> dict[str, Any]:
     """Cross-validate one preset with :func:`ichprog.experiment.cross_validate` on shared
-    splits; returns its tidy metrics, predictions (report format), histories and result. With
+    splits; returns its tidy metrics, long predictions, histories and result. With
     ``ensemble``, its fold models are also saved as a calibrated ensemble with a model card."""
-    import numpy as np
-    import pandas as pd
-
-    from ichprog.experiment import cross_validate, prediction_columns
+    from ichprog.experiment import cross_validate
 
     cfg = run.cfg
     res = cross_validate(cohort, preset, folds=len(splits.folds), seed=cfg["run"]["seed"],
@@ -180,19 +176,11 @@ def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,
         run.say(f"  {preset.label}: reusing finished fold(s) {res.reused_folds} in {out}")
     if ensemble:
         _save_ensemble(run, cohort, out)
-    rows = []
-    p = res.predictions
-    for t in preset:
-        probs = p[prediction_columns(t)].to_numpy(dtype=float)
-        part = pd.DataFrame({"model": p["model"], "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
-                             "task": t.name, "y_true": p[f"{t.name}_true"].astype(int),
-                             "score": t.score(probs), "pred": np.asarray(p[f"{t.name}_pred"])})
-        rows.append(part)
     hist = res.history.copy()
     if len(hist):
         hist.insert(0, "model", preset.name)
-    return {"metrics": res.metrics(), "predictions": pd.concat(rows, ignore_index=True),
-            "history": hist, "result": res}
+    return {"metrics": res.metrics, "predictions": res.long_predictions, "history": hist,
+            "result": res}
 
 
 def _save_ensemble(run: _Run, cohort: Any, out: Path) -> None:
@@ -277,11 +265,11 @@ def _stage_cv(run: _Run, cohort: Any, presets: Sequence[str]) -> None:
         for name in presets:
             preset = _preset(cfg, name)
             _check_input_size(cfg, preset)
-            run.manifest["labels"][preset.name] = preset.label
+            run.manifest.labels[preset.name] = preset.label
             run.say(f"[cv] {preset.label}: {len(splits.folds)} folds")
             results.append(_cv_preset(run, cohort, preset, run.out / "cv" / preset.name, splits,
                                       ensemble=True))
-        run.manifest["model_order"] = [_preset(cfg, n).name for n in presets]
+        run.manifest.model_order = [_preset(cfg, n).name for n in presets]
         _write_results(run.out / "cv", results, cfg, bootstrap=True)
 
 
@@ -302,12 +290,12 @@ def _stage_ablation(run: _Run, cohort: Any) -> None:
         results = []
         for preset in configs:
             _check_input_size(cfg, preset)
-            run.manifest["labels"][preset.name] = preset.label
+            run.manifest.labels[preset.name] = preset.label
             run.say(f"[ablation] {preset.label}")
             # a configuration also cross-validated by the cv stage reuses its trained folds
             same = run.out / "cv" / preset.name
             folder = run.out / "ablation" / preset.name
-            if same.is_dir() and preset.name in _PRESET_CHOICES \
+            if same.is_dir() and preset.name in _presets() \
                     and preset == _preset(cfg, preset.name):
                 folder = same
             results.append(_cv_preset(run, cohort, preset, folder, splits))
@@ -342,7 +330,7 @@ def _stage_claims(run: _Run, cohort: Any) -> None:
             import matplotlib.pyplot as plt
 
             plt.close(res.plot_learning_curve(run.out / "claims" / "learning_curve.png"))
-        run.manifest["claims"] = {"seconds": res.settings.get("seconds"),
+        run.manifest.claims = {"seconds": res.settings.get("seconds"),
                                   "verdicts": dict(zip(res.claims["claim"],
                                                        res.claims["verdict"]))}
 
@@ -372,7 +360,7 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
     import pandas as pd
 
     cfg = run.cfg
-    order = run.manifest.get("model_order") or []
+    order = run.manifest.model_order
     key = _image_key(cfg, cfg["saliency"], order)
     with run.stage("saliency", key) as todo:
         if not todo:
@@ -407,7 +395,7 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
                 masks[i] = saliency.mask_to_input_space(marr, maff, pcfg)
         out = run.out / "saliency"
         out.mkdir(parents=True, exist_ok=True)
-        labels_txt = run.manifest.get("labels", {})
+        labels_txt = run.manifest.labels
         tables = []
         for method in cfg["saliency"]["methods"]:
             res = saliency.compute_maps(models, volumes, method=method, task="prognosis",
@@ -425,4 +413,4 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
                 tables.append(sc)
         if tables:
             pd.concat(tables, ignore_index=True).to_csv(out / "lesion_scores.csv", index=False)
-        run.manifest["saliency"] = {"fold": fold_index, "patients": ids}
+        run.manifest.saliency = {"fold": fold_index, "patients": ids}

@@ -1,10 +1,14 @@
-"""Data: the clinical table and CT volumes of a cohort, pre-processing with a persistent cache,
+"""Data: the clinical table and CT volumes (NIfTI or DICOM) of a cohort, pre-processing with a persistent cache,
 cross-validation splits, and the phantom cohort.
 
 Names are loaded lazily so that ``import ichprog.data`` stays cheap.
 """
 
 from __future__ import annotations
+
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "monai", "nibabel"))
 
 from ichprog._lazy import lazy_exports
 
@@ -22,8 +26,19 @@ _EXPORTS: dict[str, str] = {
     # nifti.py
     "load_volume": "nifti",
     "save_volume": "nifti",
+    # dicom.py
+    "save_dicom_series": "dicom",
+    "load_dicom_series": "dicom",
+    "list_dicom_series": "dicom",
+    "DicomError": "dicom",
+    "MixedSeriesError": "dicom",
+    "SliceSpacingError": "dicom",
+    "GantryTiltError": "dicom",
+    "ModalityError": "dicom",
+    "TransferSyntaxError": "dicom",
     # preprocess.py
     "PreprocessConfig": "preprocess",
+    "AUTHORS_PREPROCESS": "preprocess",
     "preprocess_volume": "preprocess",
     "strip_skull": "preprocess",
     "to_original_space": "preprocess",

@@ -8,6 +8,7 @@ configuration and keeps the float32 ``(D, H, W)`` result on disk::
     <root>/<config.key()>/config.json
     <root>/<config.key()>/<sha256 of the file's bytes>.npy
 
+(for a DICOM folder, the hash of its files' names and contents)
 Entries are keyed by the file's *content* (so renaming or copying a scan reuses its entry and
 editing it makes a new one) and by the pre-processing settings. Within a process the content hash
 of a file is remembered by (path, size, modification time), so a cached epoch reads each file's
@@ -47,10 +48,21 @@ def default_cache_root() -> Path:
     return Path.home() / ".cache" / "ichprog"
 
 
+def _folder_files(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, as hex."""
+    """SHA-256 of a file's bytes, as hex. For a folder (a DICOM series), the SHA-256 of the
+    names and digests of the files directly inside it (hidden files left out)."""
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256(b"folder\0")
+        for member in _folder_files(p):
+            h.update(f"{member.name}\0{file_digest(member)}\n".encode())
+        return h.hexdigest()
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(p, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -121,7 +133,7 @@ class VolumeCache:
             raise TypeError(f"config must be a PreprocessConfig, got {type(self.config).__name__}")
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.folder = self.root / self.config.key()
-        self._digests: dict[tuple[str, int, int], str] = {}
+        self._digests: dict[tuple[Any, ...], str] = {}
         self.hits = 0
         self.misses = 0
 
@@ -136,7 +148,10 @@ class VolumeCache:
             st = p.stat()
         except FileNotFoundError:
             raise FileNotFoundError(f"volume file not found: {p}") from None
-        memo = (str(p.absolute()), st.st_size, st.st_mtime_ns)
+        memo: tuple[Any, ...] = (str(p.absolute()), st.st_size, st.st_mtime_ns)
+        if p.is_dir():  # a DICOM folder: the size and time of every file
+            memo += tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                          for f in _folder_files(p))
         d = self._digests.get(memo)
         if d is None:
             d = file_digest(p)

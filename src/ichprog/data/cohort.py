@@ -9,6 +9,8 @@ the columns the models read (prognosis label, GCS, age), and derives the targets
     POOR_PROGNOSIS/<ID>_brain.nii.gz      (label 1)
 
 (``<ID>.nii.gz`` for scans that are not skull-stripped) or a flat folder of ``<ID>.nii.gz`` files.
+A scan may also be a DICOM series: a folder ``<ID>/`` (or ``<ID>_brain/``) of DICOM files in
+place of ``<ID>.nii.gz`` (see :mod:`ichprog.data.dicom`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ichprog.constants import (
     GCS_ORDINAL_CLASSES,
 )
 from ichprog.data import schema
+from ichprog.data.dicom import is_dicom_folder
 from ichprog.data.nifti import NIFTI_SUFFIXES, check_volume
 
 __all__ = [
@@ -254,7 +257,7 @@ class Cohort:
         index), holding the clinical columns of :mod:`ichprog.data.schema`. IDs are converted to
         strings. At least the columns in ``required_columns`` must be present and valid.
     image_paths
-        Patient ID -> CT file. Every patient of the table must have one and every key must be a
+        Patient ID -> CT file (or DICOM folder). Every patient of the table must have one and every key must be a
         patient of the table. ``None`` builds a table-only cohort (for the tabular models).
     mask_paths
         Patient ID -> lesion mask file; optional, and may cover only some patients.
@@ -347,7 +350,7 @@ class Cohort:
         if check_files:
             for what, mapping in (("image", self._images), ("lesion mask", self._masks)):
                 for pid, p in mapping.items():
-                    if not p.is_file():
+                    if not (p.is_file() or (what == "image" and p.is_dir())):
                         raise FileNotFoundError(f"patient {pid!r}: {what} file not found: {p}")
 
     # -- basic access -----------------------------------------------------------------------
@@ -583,9 +586,18 @@ def _scan_folder(folder: Path, suffix: str | None) -> tuple[dict[str, list[Path]
     found: dict[str, list[Path]] = {}
     masks: list[Path] = []
     for f in sorted(folder.iterdir()):
-        if not f.is_file() or f.name.startswith("."):
+        if f.name.startswith("."):
             continue
-        stem = _strip_nifti_suffix(f.name)
+        stem: str | None
+        if f.is_dir():
+            # a DICOM series: the folder <ID> (or <ID>_brain) holds the slices
+            if f.name in _FOLDER_LABEL or not is_dicom_folder(f):
+                continue
+            stem = f.name
+        elif f.is_file():
+            stem = _strip_nifti_suffix(f.name)
+        else:
+            continue
         if stem is None:
             continue
         if any(stem.endswith(m) for m in MASK_SUFFIXES):
@@ -732,7 +744,8 @@ def load_cohort(
         a :class:`IncompletePatientsWarning` and in ``cohort.dropped``. Values out of range and
         label/folder disagreements always raise.
     suffix
-        Scan names are ``<ID><suffix>.nii[.gz]``. By default both ``<ID>_brain`` and ``<ID>`` are
+        Scan names are ``<ID><suffix>.nii[.gz]``, or ``<ID><suffix>/`` for a folder of DICOM
+        files (one CT series per patient; a sub-folder without DICOM files is ignored). By default both ``<ID>_brain`` and ``<ID>`` are
         accepted (an error if a patient has both); ``"_brain"`` or ``""`` picks one variant and
         leaves the files of the other one aside.
     check_images
@@ -868,7 +881,11 @@ def _check_scans(df: pd.DataFrame, images: Mapping[str, Path], masks: Mapping[st
             try:
                 check_volume(p, read_data=check_images == "full")
             except (ValueError, OSError) as exc:
-                raise type(exc)(f"patient {pid!r}: {exc}") from exc
+                new = type(exc)(f"patient {pid!r}: {exc}")
+                for attr in ("folder", "slice"):  # a DicomError keeps where it failed
+                    if hasattr(exc, attr):
+                        setattr(new, attr, getattr(exc, attr))
+                raise new from exc
 
 
 def _warn_left_out(dropped: Mapping[str, str], ignored_images: Mapping[str, Path],

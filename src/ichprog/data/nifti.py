@@ -1,9 +1,11 @@
-"""Reading and writing CT volumes (NIfTI, and any other 3D format nibabel reads).
+"""Reading and writing CT volumes (NIfTI, any other 3D format nibabel reads, and DICOM series).
 
 :func:`load_volume` returns the voxel array in the file's own voxel order together with its affine
 (voxel indices -> millimetres in scanner space); reorientation is the job of
 :func:`ichprog.data.preprocess_volume`. Every failure names the file: missing, unreadable or
 truncated files, 2D images, 4D series with more than one volume, and NaN or infinite voxels.
+A folder of DICOM files (or one DICOM file) is read by :mod:`ichprog.data.dicom`, which returns
+the same kind of pair.
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ import numpy as np
 
 from ichprog._util import atomic_write
 
-__all__ = ["load_volume", "save_volume", "check_volume", "NIFTI_SUFFIXES"]
+__all__ = ["load_volume", "save_volume", "check_volume", "is_dicom_input", "NIFTI_SUFFIXES"]
 
 #: File name endings recognised as NIfTI volumes when scanning folders.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 
 _INT16 = np.iinfo(np.int16)
+
+
+def is_dicom_input(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`load_volume` reads ``path`` as DICOM: a folder holding DICOM files, or a
+    DICOM file."""
+    from ichprog.data.dicom import is_dicom_file, is_dicom_folder
+
+    p = Path(path)
+    return is_dicom_folder(p) if p.is_dir() else is_dicom_file(p)
 
 
 def _load_image(path: Path) -> Any:
@@ -30,7 +41,8 @@ def _load_image(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"volume file not found: {path}")
     if path.is_dir():
-        raise IsADirectoryError(f"expected a volume file, got a folder: {path}")
+        raise IsADirectoryError(f"expected a volume file or a folder of DICOM files, got a "
+                                f"folder without DICOM files: {path}")
     try:
         return nib.load(str(path))
     except Exception as exc:  # nibabel raises several unrelated types for bad headers
@@ -79,7 +91,7 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
     Parameters
     ----------
     path
-        The file (``.nii``, ``.nii.gz`` or any format nibabel reads).
+        The file (``.nii``, ``.nii.gz`` or any format nibabel reads), or a DICOM folder.
     read_data
         Also decode every voxel (slow for compressed files), which detects truncated ``.nii.gz``
         files and NaN or infinite voxels. Without it only the header (and, for uncompressed files,
@@ -99,6 +111,10 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
         voxels. The message names the file.
     """
     path = Path(path)
+    if is_dicom_input(path):
+        from ichprog.data.dicom import check_dicom_series
+
+        return check_dicom_series(path, read_data=read_data)
     if read_data:
         array, _ = load_volume(path)
         return (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
@@ -117,11 +133,16 @@ def load_volume(
     ----------
     path
         A ``.nii`` or ``.nii.gz`` file (other formats that nibabel reads, such as Analyze or MGH,
-        work too).
+        work too), or a folder of DICOM files holding one CT series (or a single DICOM file),
+        read by :func:`ichprog.data.dicom.load_dicom_series`: the array is ``(columns, rows,
+        slices)`` with slices sorted along the slice normal, in Hounsfield units, and the
+        affine is converted from DICOM's LPS to RAS+, as ITK and dicom2nifti do. Install the
+        ``dicom`` extra (pydicom) for it.
     dtype
         Convert the voxels to this dtype. By default the stored dtype is kept when the header
         applies no intensity scaling (``int16`` for most CT files), and nibabel's floating point
-        type is returned when it does.
+        type is returned when it does. DICOM series give ``int16`` when the Hounsfield units
+        are integers that fit it, else ``float32``.
 
     Returns
     -------
@@ -135,9 +156,14 @@ def load_volume(
     ------
     FileNotFoundError
         The file does not exist.
+    IsADirectoryError
+        A folder without DICOM files.
     ValueError
         The file cannot be read or is truncated, holds a 2D image or more than one volume, or
-        contains NaN or infinite voxels. The message names the file.
+        contains NaN or infinite voxels. The message names the file. DICOM folders raise a
+        :class:`ichprog.data.dicom.DicomError` (a ``ValueError``) naming the folder and the
+        slice: several series, missing or uneven slices, gantry tilt, a modality other than
+        CT, or compressed pixel data without a decoder.
 
     Examples
     --------
@@ -150,6 +176,10 @@ def load_volume(
     ((4, 5, 3), 'int16')
     """
     path = Path(path)
+    if is_dicom_input(path):
+        from ichprog.data.dicom import load_dicom_series
+
+        return load_dicom_series(path, dtype=dtype)
     img = _load_image(path)
     shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
     _check_size(img, path)

@@ -38,11 +38,12 @@ __all__ = [
     "pad_depth",
     "resize_volume",
     "PIPELINE_VERSION",
+    "AUTHORS_PREPROCESS",
 ]
 
 #: Bumped whenever the output of :func:`preprocess_volume` changes for a given configuration, so
 #: that persistent caches keyed by :meth:`PreprocessConfig.key` are not reused across versions.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 Window = Literal["clip", "bandpass"]
 Interpolation = Literal["area", "trilinear", "nearest"]
@@ -71,14 +72,17 @@ class PreprocessConfig:
         ``57.5`` / ``85`` is the paper's ``(HU - 15) / 85``, i.e. the window 15-100 HU.
     window
         ``"clip"`` (default): values outside the window are clipped to 0 or 1. ``"bandpass"``:
-        values outside the window are set to 0 (bone and air alike), as the authors' scripts did;
-        use it to reproduce their numbers.
+        values outside the window, and its upper edge, are set to 0 (bone and air alike), as the
+        authors' scripts did; use it to reproduce their numbers (see
+        :data:`AUTHORS_PREPROCESS`).
     skull_strip
         Remove skull, scalp and background with :func:`strip_skull`. Switch off for scans that
         are already skull-stripped (harmless but slower when left on).
     reorient
         Reorient to the closest canonical (RAS+) orientation from the affine. Off: the file's voxel
-        order is taken as ``(x, y, z)``.
+        order is taken as ``(x, y, z)`` (the authors' scripts: their reader's voxel order, then a
+        rotation by 270 degrees and a flip that together swap the first two axes, which the
+        transpose to ``(z, y, x)`` does too).
     interpolation
         ``"area"`` (block averages, the paper's choice), ``"trilinear"`` or ``"nearest"``.
     pad_depth
@@ -180,6 +184,22 @@ class PreprocessConfig:
         return stable_hash({"v": PIPELINE_VERSION, **self.to_dict()}, length=16, default=None)
 
 
+#: The authors' input pipeline, step for step, for their published checkpoints
+#: (:func:`ichprog.models.load_authors_checkpoint`). Their scripts read each scan with MONAI's
+#: ITK reader (the file's voxel order, which :func:`ichprog.data.load_volume` also returns; for
+#: a DICOM folder, ITK's series order), rotated it by ``k=3`` quarter turns and flipped spatial
+#: axis 1 (together: the first two axes swapped, which ``reorient=False`` and the transpose to
+#: ``(z, y, x)`` reproduce), computed ``(HU - 15) / 85`` and kept the values strictly between 0
+#: and 1 (``window="bandpass"``), padded the depth symmetrically with 0 to 40 slices, resized to
+#: 301 x 301 x 40 with ``"area"`` interpolation and transposed to ``(C, D, H, W)``. Their scans
+#: were skull-stripped beforehand, so there is no skull stripping here: strip yours first (or
+#: use ``AUTHORS_PREPROCESS.replace(skull_strip=True)``).
+AUTHORS_PREPROCESS = PreprocessConfig(
+    shape=(40, 301, 301), window_level=57.5, window_width=85.0, window="bandpass",
+    skull_strip=False, reorient=False, interpolation="area", pad_depth=True,
+)
+
+
 # ----------------------------------------------------------------------------------------------
 # geometry
 # ----------------------------------------------------------------------------------------------
@@ -258,15 +278,16 @@ def window_hu(
     """Map Hounsfield units to ``[0, 1]`` with a window.
 
     ``(HU - (level - width/2)) / width``, then values outside ``[0, 1]`` are clipped
-    (``mode="clip"``) or set to 0 (``mode="bandpass"``, the authors' scripts).
+    (``mode="clip"``) or set to 0 (``mode="bandpass"``, the authors' scripts: they kept only
+    the values strictly between 0 and 1, so the upper edge of the window, 1.0, is set to 0 too).
 
     Examples
     --------
     >>> from ichprog.data.preprocess import window_hu
     >>> window_hu([0.0, 15.0, 57.5, 100.0, 1000.0]).round(3).tolist()
     [0.0, 0.0, 0.5, 1.0, 1.0]
-    >>> window_hu([0.0, 57.5, 1000.0], mode="bandpass").round(3).tolist()
-    [0.0, 0.5, 0.0]
+    >>> window_hu([0.0, 57.5, 99.0, 100.0, 1000.0], mode="bandpass").round(3).tolist()
+    [0.0, 0.5, 0.988, 0.0, 0.0]
     """
     if not width > 0:
         raise ValueError(f"window width must be > 0, got {width!r}")
@@ -274,7 +295,8 @@ def window_hu(
     if mode == "clip":
         return np.clip(x, 0.0, 1.0, out=x)
     if mode == "bandpass":
-        x[(x < 0.0) | (x > 1.0)] = 0.0
+        # MONAI's ThresholdIntensity in their scripts kept x > 0 and then x < 1
+        x[(x <= 0.0) | (x >= 1.0)] = 0.0
         return x
     raise ValueError(f"window mode must be 'clip' or 'bandpass', got {mode!r}")
 

@@ -5,7 +5,7 @@
 * :func:`cross_validate` runs the paper's protocol (stratified k folds, a stratified validation
   part inside each training part, oversampling and augmentation of the training part only) and
   returns a :class:`CVResult` with the per-patient predictions of every fold, the metrics of every
-  task (``metrics()``, ``summary()``), bootstrap intervals (``bootstrap()``) and the comparison
+  task (``metrics``, ``summary()``), bootstrap intervals (``bootstrap()``) and the comparison
   with external readers (``compare_readers()``).
 * :func:`load_ensemble` reads the fold models of a cross-validation as one
   :class:`FoldEnsemble`: mean probabilities with their spread across folds, calibration and
@@ -13,6 +13,17 @@
   (:mod:`~ichprog.experiment.modelcard`).
 * :func:`ablation` runs :func:`ichprog.tasks.ablations` of a preset through
   :func:`cross_validate` on the same folds (the data of the paper's Fig. 2) and plots it.
+
+Results
+-------
+Every result type (:class:`CVResult`, :class:`AblationResult`, :class:`ClaimsResult`, and
+:class:`~ichprog.tabular.TabularCVResult` and :class:`~ichprog.tabular.Table1Result` of the
+tabular baselines) follows the protocol :class:`Result`: the properties ``predictions`` (the
+result's own per-patient table), ``long_predictions`` (the library's one prediction table,
+``model, fold, PatientID, task, y_true, score, pred``) and ``metrics`` (the tidy metrics
+table), and the methods ``summary()``, ``save(out_dir) -> Path`` and the class method
+``load(out_dir)``. :func:`long_predictions` converts any prediction table of the library to the
+long form.
 
 Seeds
 -----
@@ -55,8 +66,13 @@ tables). Every name is imported from ``ichprog.experiment``.
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "monai", "nibabel", "safetensors"))
+
 # The public names, and (``noqa: F401``) the private helpers and constants that were importable
 # from ``ichprog.experiment`` before it was split into modules.
+from ichprog._results import Result
 from ichprog.experiment._common import (  # noqa: F401
     _apply_recipe,
     _datasets,
@@ -67,6 +83,7 @@ from ichprog.experiment._common import (  # noqa: F401
     _resolve_config,
     _resolve_preprocess,
     _split_validation,
+    long_predictions,
     prediction_columns,
 )
 from ichprog.experiment.ablations import AblationResult, ablation, plot_ablation  # noqa: F401
@@ -83,6 +100,8 @@ __all__ = [
     "cross_validate",
     "ablation",
     "prediction_columns",
+    "long_predictions",
+    "Result",
     "check_claims",
     "ClaimsResult",
     "reference_predictions",

@@ -1,5 +1,6 @@
 """What the experiments share: resolving a recipe against explicit arguments, the validation
-split, the datasets of a training part, and the prediction tables (:func:`prediction_columns`)."""
+split, the datasets of a training part, and the prediction tables (:func:`prediction_columns`,
+:func:`long_predictions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog.constants import ID_COLUMN
+from ichprog._results import check_predictions, long_frame
+from ichprog.constants import ID_COLUMN, PREDICTION_COLUMNS
 from ichprog.tasks import Preset, Task, as_preset
 
 
@@ -53,6 +55,71 @@ def _prediction_frame(ids: Sequence[str], probs: Mapping[str, np.ndarray],
         data[f"{t.name}_pred"] = t.decode(p, threshold=threshold) if t.kind != "continuous" \
             else p[:, 0]
     return pd.DataFrame(data)
+
+
+def long_predictions(table: Any, tasks: Preset | Sequence[Task] | Task | str | None = None,
+                     model: str | None = None) -> pd.DataFrame:
+    """Any prediction table of the library in its one long form, ``model, fold, PatientID, task,
+    y_true, score, pred`` (:data:`~ichprog.constants.PREDICTION_COLUMNS`).
+
+    Parameters
+    ----------
+    table
+        One of:
+
+        * a result (anything with ``long_predictions``, e.g. a
+          :class:`~ichprog.experiment.CVResult`): its long table;
+        * a long table: checked, with the patient column of older files (``id``, ``patient``)
+          renamed to ``PatientID``;
+        * a tabular table (``y_true``, ``y_prob``, ``y_pred``, as in
+          :attr:`ichprog.tabular.TabularCVResult.predictions`): task ``"prognosis"``;
+        * an image cross-validation table (``<task>_true``, the probability columns of
+          :func:`prediction_columns`, ``<task>_pred``, as in
+          :attr:`~ichprog.experiment.CVResult.predictions`): needs ``tasks``.
+    tasks
+        The tasks of an image cross-validation table (a preset, its name, a task or a list).
+    model
+        Model name where the table has no ``model`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``score`` is :meth:`Task.score <ichprog.tasks.Task.score>` of the probabilities
+        (P(class 1) of a binary task, the expected class of an ordinal one) and ``pred`` the
+        decided class. Rows per task, in the table's order; columns other than the schema's
+        (e.g. ``repeat``) follow it.
+    """
+    if not isinstance(table, pd.DataFrame):
+        if hasattr(table, "long_predictions"):
+            return table.long_predictions
+        raise TypeError(f"expected a prediction table or a result, got {type(table).__name__}")
+    df = table if "model" in table.columns else table.assign(model=model or "model")
+    if "fold" not in df.columns:
+        df = df.assign(fold=0)
+    df = df.rename(columns={c: ID_COLUMN for c in ("id", "patient") if c in df.columns
+                            and ID_COLUMN not in df.columns})
+    if "task" in df.columns:
+        return check_predictions(df)
+    if {"y_true", "y_prob"} <= set(df.columns):
+        pred = df["y_pred"] if "y_pred" in df.columns else (df["y_prob"] >= 0.5).astype(int)
+        parts = [long_frame(df["model"].to_numpy(), df["fold"].to_numpy(), df[ID_COLUMN],
+                            "prognosis", df["y_true"], df["y_prob"], pred)]
+        extra = []
+    else:
+        if tasks is None:
+            raise ValueError("an image cross-validation table (<task>_true, <task>_prob..., "
+                             "<task>_pred) needs tasks= to be converted")
+        preset = as_preset(tasks)
+        parts = [long_frame(df["model"].to_numpy(), df["fold"].to_numpy(), df[ID_COLUMN], t.name,
+                            df[f"{t.name}_true"], t.score(_probs_from_frame(df, t)),
+                            df[f"{t.name}_pred"]) for t in preset]
+        extra = [f"{t.name}_true" for t in preset] + [f"{t.name}_pred" for t in preset] + [
+            c for t in preset for c in prediction_columns(t)]
+    known = {*PREDICTION_COLUMNS, "y_true", "y_prob", "y_pred", *extra}
+    others = [c for c in df.columns if c not in known]
+    out = pd.concat([p.assign(**{c: df[c].to_numpy() for c in others}) for p in parts],
+                    ignore_index=True)
+    return check_predictions(out)
 
 
 def _resolve_preprocess(preprocess: Any) -> Any:

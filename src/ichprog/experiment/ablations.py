@@ -4,6 +4,7 @@ and :func:`plot_ablation`."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import atomic_write, write_csv
+from ichprog._extras import MissingExtraError, require_extra
+from ichprog._util import atomic_write, read_json, write_csv, write_json
 from ichprog.experiment.cv import CVResult, cross_validate
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
+
+#: The format key of the ``ablation.json`` written by :meth:`AblationResult.save`.
+ABLATION_FORMAT = "ichprog-ablation/1"
 
 
 @dataclass
@@ -38,12 +43,55 @@ class AblationResult:
     task: str
     figure_path: Path | None = None
 
+    @property
+    def long_predictions(self) -> pd.DataFrame:
+        """The predictions of every configuration in the library's one long table (``model``
+        = configuration label)."""
+        return pd.concat([r.long_predictions for r in self.results.values()], ignore_index=True)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """The same as :attr:`long_predictions`: the configurations have different tasks, so
+        their per-task columns (:attr:`CVResult.predictions`) do not share one table."""
+        return self.long_predictions
+
+    def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
+        """Mean ± SD over folds of every task and metric (rows), one column per configuration
+        (:func:`ichprog.metrics.summarize`)."""
+        from ichprog.metrics import summarize
+
+        return summarize(self.metrics, columns="model", decimals=decimals, skipna=skipna)
+
     def plot(self, path: str | Path | None = None, metrics: Sequence[str] | None = None,
              kind: str = "box") -> Any:
         """Plot the ablation: one panel per metric, one box (``kind="box"``) or mean ± SD bar
         (``kind="bar"``) per configuration. Returns the matplotlib figure; saved as PNG when
         ``path`` is given."""
         return plot_ablation(self.metrics, task=self.task, path=path, metrics=metrics, kind=kind)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write every configuration's cross-validation into ``out_dir/<configuration>`` (see
+        :meth:`CVResult.save`), ``ablation_metrics.csv`` and ``ablation.json`` (task and
+        configurations); returns ``out_dir``."""
+        out = Path(out_dir)
+        for name, res in self.results.items():
+            res.save(out / name)
+        write_csv(self.metrics, out / "ablation_metrics.csv")
+        write_json({"format": ABLATION_FORMAT, "task": self.task,
+                    "configurations": list(self.results)}, out / "ablation.json")
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> AblationResult:
+        """Read an ablation written by :meth:`save` (or by :func:`ablation` with
+        ``out_dir``)."""
+        d = Path(out_dir)
+        cfg = read_json(d / "ablation.json", fmt=ABLATION_FORMAT, what="an ablation folder")
+        results = {name: CVResult.load(d / name) for name in cfg["configurations"]}
+        figure = d / "ablation.png"
+        return cls(metrics=pd.concat([r.metrics for r in results.values()], ignore_index=True),
+                   results=results, task=cfg["task"],
+                   figure_path=figure if figure.is_file() else None)
 
 
 def plot_ablation(tidy_df: pd.DataFrame, task: str = "prognosis", path: str | Path | None = None,
@@ -63,6 +111,7 @@ def plot_ablation(tidy_df: pd.DataFrame, task: str = "prognosis", path: str | Pa
     kind
         ``"box"`` (one box of the fold values per configuration) or ``"bar"`` (mean ± SD).
     """
+    require_extra("ichprog.experiment.plot_ablation", "report")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -157,13 +206,17 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
         results[cname] = cross_validate(cohort, p, seed=seed, splits=splits,
                                         out_dir=out / cname if out is not None else None,
                                         name=p.label, progress=progress, **cv_kwargs)
-    tidy_all = pd.concat([r.metrics() for r in results.values()], ignore_index=True)
+    tidy_all = pd.concat([r.metrics for r in results.values()], ignore_index=True)
     res = AblationResult(metrics=tidy_all, results=results, task=base.primary.name)
     if out is not None:
-        write_csv(tidy_all, out / "ablation_metrics.csv")
-        import matplotlib.pyplot as plt
+        res.save(out)
+        try:
+            fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)
+        except MissingExtraError as exc:  # the results are written; only the figure is missing
+            warnings.warn(f"ablation.png not written: {exc}", stacklevel=2)
+        else:
+            import matplotlib.pyplot as plt
 
-        fig = res.plot(out / "ablation.png", metrics=plot_metrics, kind=kind)
-        plt.close(fig)
-        res.figure_path = out / "ablation.png"
+            plt.close(fig)
+            res.figure_path = out / "ablation.png"
     return res

@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._extras import require_extra
 from ichprog._util import derive_seed, write_csv, write_json
-from ichprog.constants import AGE_COLUMN, GCS_COLUMN, ID_COLUMN
+from ichprog.constants import AGE_COLUMN, GCS_COLUMN, ID_COLUMN, PREDICTION_COLUMNS
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimsResult", "check_claims", "paired_bootstrap",
            "verdict", "claims_from_results", "reference_predictions", "IMAGE_FACTORS"]
@@ -323,6 +324,41 @@ class ClaimsResult:
     saliency: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def long_predictions(self) -> pd.DataFrame:
+        """:attr:`predictions` with the columns of the library's one long table first
+        (``model, fold, PatientID, task, y_true, score, pred``), then ``repeat`` (and ``size``
+        for the learning curve)."""
+        p = self.predictions
+        return p.loc[:, [*PREDICTION_COLUMNS, *[c for c in p.columns
+                                                 if c not in PREDICTION_COLUMNS]]]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """The tidy metrics table (``model, fold, task, metric, value``) of the prognosis
+        predictions of every model on the whole cohort (the learning curve's subsets are left
+        out): :func:`~ichprog.metrics.binary_metrics` per model and fold. With several repeats
+        the ``fold`` column reads ``"<repeat>/<fold>"``."""
+        from ichprog.metrics import binary_metrics, tidy
+
+        p = _with_repeat(self.predictions)
+        if "size" in p.columns:
+            p = p[p["size"].isna()]
+        p = p[p["task"] == "prognosis"]
+        several = p["repeat"].nunique() > 1
+        frames = []
+        for model, g in p.groupby("model", sort=False):
+            per_fold = {}
+            for (r, k), part in g.groupby(["repeat", "fold"], sort=True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    per_fold[f"{r}/{k}" if several else int(str(k))] = binary_metrics(
+                        part["y_true"].to_numpy(int), part["score"].to_numpy(float))
+            frames.append(tidy(per_fold, model=str(model), task="prognosis"))
+        if not frames:
+            return tidy({}, task="prognosis")
+        return pd.concat(frames, ignore_index=True)
+
     def summary(self) -> pd.DataFrame:
         """``claim, verdict, effect, ci_low, ci_high`` (and the statement), one row per claim."""
         return self.claims.loc[:, [*CLAIM_COLUMNS, "statement"]].reset_index(drop=True)
@@ -370,6 +406,7 @@ class ClaimsResult:
     def plot_learning_curve(self, path: str | Path | None = None) -> Any:
         """AUC of the baseline and the multi-task model against the cohort size (mean ± SD
         over repeats), with the image oracle's when known."""
+        require_extra("ichprog.experiment.ClaimsResult.plot_learning_curve", "report")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -398,16 +435,9 @@ def _row(claim: str, effect: float, low: float, high: float, n: int, detail: str
 
 
 def _long(res: Any, task: str, repeat: int) -> pd.DataFrame:
-    """One task of a :class:`~ichprog.experiment.CVResult` in the long prediction schema."""
-    from ichprog.experiment import prediction_columns
-
-    t = res.preset[task]
-    p = res.predictions
-    return pd.DataFrame({"model": res.name, "repeat": repeat, "fold": p["fold"].to_numpy(),
-                         ID_COLUMN: p[ID_COLUMN].astype(str).to_numpy(), "task": task,
-                         "y_true": p[f"{task}_true"].astype(int).to_numpy(),
-                         "score": t.score(p[prediction_columns(t)].to_numpy(float)),
-                         "pred": p[f"{task}_pred"].astype(int).to_numpy()})
+    """One task of a result's long predictions, with its ``repeat``."""
+    p = res.long_predictions
+    return p[p["task"] == task].reset_index(drop=True).assign(repeat=repeat)
 
 
 def claims_from_results(baseline: Sequence[Any], multitask: Sequence[Any], *,
@@ -492,13 +522,8 @@ def _claim_shap(shap: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, An
 
 def _claim_lr_vs_dnn(lr: Any, dnn: Any, n_resamples: int, seed: int) -> dict[str, Any]:
     """C2 from two :class:`~ichprog.tabular.TabularCVResult` on the same folds."""
-    def tab_long(r: Any) -> pd.DataFrame:
-        p = r.predictions
-        return pd.DataFrame({"repeat": 0, "fold": p["fold"], ID_COLUMN: p[ID_COLUMN],
-                             "y_true": p["y_true"], "score": p["y_prob"], "pred": p["y_pred"]})
-
-    e, lo, hi = paired_bootstrap(tab_long(lr), tab_long(dnn), "auc", n_resamples=n_resamples,
-                                 seed=seed)
+    e, lo, hi = paired_bootstrap(_long(lr, "prognosis", 0), _long(dnn, "prognosis", 0), "auc",
+                                 n_resamples=n_resamples, seed=seed)
     return _row("C2", e, lo, hi, len(lr.predictions),
                 "effect = AUC of LR (GCS, age) minus AUC of the DNN (all variables), mean over "
                 "folds", equivalence=True)
@@ -595,7 +620,6 @@ def _enrichment(cohort: Any, results: Mapping[str, Any], splits: Any, per_fold: 
                                      progress=False)
         brains = {i: saliency.brain_mask(v) for i, v in volumes.items()}
         sc = saliency.lesion_scores(maps.maps, masks, brain_masks=brains)
-        sc = sc.rename(columns={"patient": ID_COLUMN})
         rows.append(sc.loc[:, ["model", ID_COLUMN, "enrichment"]])
     if not rows:
         return pd.DataFrame(columns=["model", ID_COLUMN, "enrichment"])

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import derive_seed, package_versions, stable_hash, write_csv, write_json
+from ichprog._results import table_property_value
+from ichprog._util import (
+    derive_seed,
+    package_versions,
+    read_json,
+    stable_hash,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -24,6 +32,7 @@ from ichprog.experiment._common import (
     _probs_from_frame,
     _read_ids_csv,
     _val_fraction,
+    long_predictions,
 )
 from ichprog.experiment.fitted import fit_multitask
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
@@ -84,9 +93,20 @@ class CVResult:
             raise KeyError(f"no predictions for fold {fold}; folds: {self.folds}")
         return df
 
+    @property
+    def long_predictions(self) -> pd.DataFrame:
+        """The predictions in the library's one long table, ``model, fold, PatientID, task,
+        y_true, score, pred`` (see :func:`~ichprog.experiment.long_predictions`), one block of
+        rows per task."""
+        return long_predictions(self.predictions, self.preset, model=self.name)
+
+    @property
     def metrics(self) -> pd.DataFrame:
         """The tidy metrics table (``model, fold, task, metric, value``) of every fold and task:
-        binary metrics for binary tasks, ordinal metrics for ordinal ones (``task.metrics``)."""
+        binary metrics for binary tasks, ordinal metrics for ordinal ones (``task.metrics``).
+
+        A property; the former call ``metrics()`` still works and warns.
+        """
         from ichprog.metrics import tidy
 
         per_fold: dict[int, dict[str, dict[str, float]]] = {}
@@ -99,7 +119,7 @@ class CVResult:
                                       threshold=self.threshold)
                     for t in self.preset
                 }
-        return tidy(per_fold, model=self.name)
+        return table_property_value(tidy(per_fold, model=self.name), "CVResult.metrics")
 
     def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
         """Mean ± SD over folds (SD with ``ddof=1``), like the paper's Tables 3-4.
@@ -108,7 +128,7 @@ class CVResult:
         """
         from ichprog.metrics import summarize
 
-        return summarize(self.metrics(), decimals=decimals, skipna=skipna)
+        return summarize(self.metrics, decimals=decimals, skipna=skipna)
 
     def bootstrap(self, fold: int | None = 0, n_resamples: int = 1000, ci: float = 0.95,
                   seed: int = 0, tasks: Sequence[str] | None = None,
@@ -244,12 +264,14 @@ class CVResult:
         return out
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``predictions.csv``, ``metrics.csv``, ``history.csv`` and ``config.json``."""
-        out = Path(directory)
+    def save(self, out_dir: str | Path | None = None, *,
+             directory: str | Path | None = None) -> Path:
+        """Write ``predictions.csv``, ``metrics.csv``, ``history.csv`` and ``config.json`` into
+        ``out_dir`` and return it (``directory=`` is the deprecated name of ``out_dir``)."""
+        out = Path(_out_dir(out_dir, directory, "CVResult.save"))
         out.mkdir(parents=True, exist_ok=True)
         write_csv(self.predictions, out / "predictions.csv")
-        write_csv(self.metrics(), out / "metrics.csv")
+        write_csv(self.metrics, out / "metrics.csv")
         write_csv(self.history, out / "history.csv")
         cfg = dict(self.config)
         cfg.update({"format": CV_FORMAT, "name": self.name, "preset": self.preset.to_dict(),
@@ -259,22 +281,32 @@ class CVResult:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path) -> CVResult:
+    def load(cls, out_dir: str | Path | None = None, *,
+             directory: str | Path | None = None) -> CVResult:
         """Read a result written by :meth:`save` (or by :func:`cross_validate` with
-        ``out_dir``), without any model."""
-        d = Path(directory)
-        path = d / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"no config.json in {d}: not a cross-validation folder")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        if cfg.get("format") != CV_FORMAT:
-            raise ValueError(f"{path}: format {cfg.get('format')!r}, expected {CV_FORMAT!r}")
+        ``out_dir``), without any model (``directory=`` is the deprecated name of
+        ``out_dir``)."""
+        d = Path(_out_dir(out_dir, directory, "CVResult.load"))
+        cfg = read_json(d / "config.json", fmt=CV_FORMAT, what="a cross-validation folder")
         preds = _read_ids_csv(d / "predictions.csv")
         hist_path = d / "history.csv"
         history = pd.read_csv(hist_path) if hist_path.is_file() and hist_path.stat().st_size > 1 \
             else pd.DataFrame()
         return cls(predictions=preds, preset=Preset.from_dict(cfg["preset"]), name=cfg["name"],
                    history=history, config=cfg, out_dir=d, threshold=cfg.get("threshold", 0.5))
+
+
+def _out_dir(out_dir: str | Path | None, directory: str | Path | None, where: str) -> str | Path:
+    """``out_dir``, or the deprecated keyword ``directory`` of ``where`` (with a warning)."""
+    if directory is not None:
+        warnings.warn(f"{where}(directory=...) is deprecated and will be removed in version 0.3; "
+                      "use out_dir=", DeprecationWarning, stacklevel=3)
+        if out_dir is not None:
+            raise TypeError(f"{where}: pass out_dir or directory, not both")
+        return directory
+    if out_dir is None:
+        raise TypeError(f"{where}: missing the folder (out_dir)")
+    return out_dir
 
 
 def _reader_labels(readers: pd.DataFrame) -> pd.DataFrame:

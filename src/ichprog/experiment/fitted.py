@@ -4,8 +4,8 @@ and loads it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ichprog._util import derive_seed, package_versions, write_csv, write_json
+from ichprog._extras import MissingExtraError
+from ichprog._util import derive_seed, package_versions, read_json, write_csv, write_json
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -47,7 +48,8 @@ class FittedModel:
     -----
     :meth:`predict` and :meth:`predict_proba` accept
 
-    * file paths (``str`` or :class:`~pathlib.Path`): each scan is read and pre-processed with
+    * file paths (``str`` or :class:`~pathlib.Path`) of NIfTI files or DICOM folders (see
+      :func:`ichprog.data.load_volume`): each scan is read and pre-processed with
       :attr:`preprocess` (:func:`ichprog.data.preprocess_volume`);
     * numpy arrays: taken as **already pre-processed** ``(D, H, W)`` volumes of shape
       ``preprocess.shape`` with values in ``[0, 1]`` (a ``(N, D, H, W)`` stack is N volumes).
@@ -112,7 +114,7 @@ class FittedModel:
     def _load_path(self, path: Path) -> np.ndarray:
         from ichprog.data import load_volume, preprocess_volume
 
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"no scan at {path}")
         array, affine = load_volume(path)
         try:
@@ -198,7 +200,8 @@ class FittedModel:
                              or self.config.batch_size,
                              device=device or self.config.device,
                              precision=precision or self.config.precision,
-                             channels_last=self.config.channels_last, progress=progress)
+                             channels_last=self.config.channels_last, progress=progress,
+                             tta=self.config.tta)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -241,13 +244,7 @@ class FittedModel:
         from ichprog.training import TrainConfig, load_weights
 
         d = Path(directory)
-        meta_path = d / "fitted.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"no fitted.json in {d}: not a saved FittedModel")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FITTED_FORMAT:
-            raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected "
-                             f"{FITTED_FORMAT!r}")
+        meta = read_json(d / "fitted.json", fmt=FITTED_FORMAT, what="a saved FittedModel")
         model = MultiTaskNet.from_config(meta["model"])
         load_weights(model, d / "model.safetensors")
         model.to(device).eval()
@@ -255,6 +252,41 @@ class FittedModel:
             (d / "history.csv").stat().st_size > 1 else pd.DataFrame()
         return cls(model, PreprocessConfig.from_dict(meta["preprocess"]),
                    TrainConfig.from_dict(meta["train_config"]), history, meta.get("info", {}))
+
+
+    @classmethod
+    def from_authors_checkpoint(cls, path: str | Path, preset: Any, preprocess: Any = None,
+                                device: str = "auto") -> FittedModel:
+        """One of the authors' published fold checkpoints, ready to predict.
+
+        Parameters
+        ----------
+        path
+            The checkpoint (their module's ``state_dict``), read with weights only (see
+            :func:`ichprog.models.load_authors_checkpoint`).
+        preset
+            Its tasks: a preset name such as ``"mt_ord_gcs_bin_age"``, a preset or tasks.
+        preprocess
+            Default :data:`ichprog.data.AUTHORS_PREPROCESS`, their input pipeline (which expects
+            skull-stripped scans; ``AUTHORS_PREPROCESS.replace(skull_strip=True)`` strips them).
+        device
+            Where predictions run (``"auto"``: a GPU when there is one).
+
+        Returns
+        -------
+        FittedModel
+            Predicting in float32; ``info`` records the checkpoint's path and SHA-256.
+        """
+        from ichprog.data import AUTHORS_PREPROCESS
+        from ichprog.data.cache import file_digest
+        from ichprog.models import load_authors_checkpoint
+        from ichprog.training import TrainConfig
+
+        model = load_authors_checkpoint(path, preset)
+        info = {"source": "authors' checkpoint", "checkpoint": str(path),
+                "sha256": file_digest(path)}
+        return cls(model, preprocess if preprocess is not None else AUTHORS_PREPROCESS,
+                   TrainConfig(device=device, precision="fp32"), info=info)
 
 
 def fit_multitask(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT_ORD_GCS_BIN_AGE,
@@ -383,8 +415,13 @@ def _write_fitted(fitted: FittedModel, result: Any, out: Path, ckpt: Path | None
     """Save the model and its history plot under ``out/model``; drop the checkpoints unless kept."""
     fitted.save(out / "model")
     if len(result.history):
-        import matplotlib.pyplot as plt
+        try:
+            fig = result.plot_history(out / "model" / "history.png")
+        except MissingExtraError as exc:  # the model is saved; only the figure is missing
+            warnings.warn(f"history.png not written: {exc}", stacklevel=3)
+        else:
+            import matplotlib.pyplot as plt
 
-        plt.close(result.plot_history(out / "model" / "history.png"))
+            plt.close(fig)
     if not keep_checkpoints and ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)

@@ -16,7 +16,14 @@
 from __future__ import annotations
 
 from ichprog.metrics._validation import UndefinedMetricWarning
-from ichprog.metrics.aggregate import TIDY_COLUMNS, summarize, summary_stats, tidy, to_markdown
+from ichprog.metrics.aggregate import (
+    TIDY_COLUMNS,
+    mean_sd_table,
+    summarize,
+    summary_stats,
+    tidy,
+    to_markdown,
+)
 from ichprog.metrics.binary import BINARY_METRICS, binary_metrics, binary_metrics_batch, roc_auc
 from ichprog.metrics.bootstrap import BOOTSTRAP_COLUMNS, bootstrap_ci, resample_counts
 from ichprog.metrics.calibration import (
@@ -65,6 +72,7 @@ __all__ = [
     "binary_metrics",
     "binary_metrics_batch",
     "bootstrap_ci",
+    "mean_sd_table",
     "oci",
     "oci_from_confusion",
     "ordinal_confusion_matrix",

@@ -5,7 +5,9 @@ A *tidy* metrics table is a :class:`pandas.DataFrame` with exactly the columns
 per-fold metric dictionaries that :func:`~ichprog.metrics.binary_metrics` and
 :func:`~ichprog.metrics.ordinal_metrics` return; tables of several models are combined with
 :func:`pandas.concat`. :func:`summarize` turns it into the paper's table of ``"mean ± SD"``
-strings over folds and :func:`to_markdown` prints any table as Markdown.
+strings over folds (through :func:`mean_sd_table`, the one builder of such tables, whose options
+the report's :func:`ichprog.report.summary_table` sets differently) and :func:`to_markdown`
+prints any table as Markdown.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["TIDY_COLUMNS", "tidy", "summary_stats", "summarize", "to_markdown"]
+__all__ = ["TIDY_COLUMNS", "tidy", "summary_stats", "summarize", "mean_sd_table", "to_markdown"]
 
 #: Columns of the tidy metrics table, in order.
 TIDY_COLUMNS: tuple[str, ...] = ("model", "fold", "task", "metric", "value")
@@ -113,6 +115,24 @@ def _check_tidy(df: pd.DataFrame) -> None:
         )
 
 
+def _stats(tidy_df: pd.DataFrame, skipna: bool) -> pd.DataFrame:
+    """:func:`summary_stats` with one more column, ``total``: the number of folds (values,
+    NaN included) of each model, task and metric."""
+    _check_tidy(tidy_df)
+    keys = ["model", "task", "metric"]
+    records = []
+    for key, group in tidy_df.groupby(keys, sort=False):
+        values = group["value"].to_numpy(dtype=float)
+        total = values.size
+        if skipna:
+            values = values[~np.isnan(values)]
+        n = values.size
+        mean = float(values.mean()) if n else float("nan")
+        sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+        records.append((*key, mean, sd, n, total))
+    return pd.DataFrame(records, columns=[*keys, "mean", "sd", "n", "total"])
+
+
 def summary_stats(tidy_df: pd.DataFrame, skipna: bool = False) -> pd.DataFrame:
     """Mean, SD (``ddof=1``) and number of folds per model, task and metric.
 
@@ -130,18 +150,7 @@ def summary_stats(tidy_df: pd.DataFrame, skipna: bool = False) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``model, task, metric, mean, sd, n``, in order of first appearance.
     """
-    _check_tidy(tidy_df)
-    keys = ["model", "task", "metric"]
-    records = []
-    for key, group in tidy_df.groupby(keys, sort=False):
-        values = group["value"].to_numpy(dtype=float)
-        if skipna:
-            values = values[~np.isnan(values)]
-        n = values.size
-        mean = float(values.mean()) if n else float("nan")
-        sd = float(values.std(ddof=1)) if n > 1 else float("nan")
-        records.append((*key, mean, sd, n))
-    return pd.DataFrame(records, columns=[*keys, "mean", "sd", "n"])
+    return _stats(tidy_df, skipna).drop(columns="total")
 
 
 def summarize(
@@ -153,21 +162,15 @@ def summarize(
 ) -> pd.DataFrame:
     """The paper's "mean ± SD" table over folds.
 
+    :func:`mean_sd_table` with its default rules, which keep every NaN visible.
+
     Parameters
     ----------
-    tidy_df : pandas.DataFrame
-        A tidy metrics table (:func:`tidy`).
-    columns : {"model", "task"}, default="model"
-        What the columns of the table are. The rows are the metrics; when the other of
-        model/task takes several values, the rows are indexed by it and the metric.
-    decimals : int, default=2
-        Decimals of the mean and the SD.
-    skipna : bool, default=False
-        See :func:`summary_stats`.
-    numeric : bool, default=False
-        Return the numbers instead of the strings: the same rows, and for every column a
-        ``mean``, ``sd`` and ``n`` sub-column (``table[("MT", "mean")]``, or all means with
-        ``table.xs("mean", axis=1, level="stat")``).
+    tidy_df, columns, decimals, skipna, numeric
+        See :func:`mean_sd_table` (``skipna``: see :func:`summary_stats`; ``numeric=True``
+        gives, for every column, a ``mean``, ``sd`` and ``n`` sub-column:
+        ``table[("MT", "mean")]``, or all means with ``table.xs("mean", axis=1,
+        level="stat")``).
 
     Returns
     -------
@@ -185,9 +188,67 @@ def summarize(
     >>> round(float(summarize(df, numeric=True).loc["auc", ("MT", "sd")]), 4)
     0.0707
     """
+    return mean_sd_table(tidy_df, columns, decimals=decimals, skipna=skipna, numeric=numeric)
+
+
+def mean_sd_table(
+    tidy_df: pd.DataFrame,
+    columns: Literal["model", "task"] = "model",
+    *,
+    decimals: int = 2,
+    skipna: bool = False,
+    single_sd: bool = True,
+    count_defined: bool = False,
+    undefined: str = "nan",
+    not_measured: str = "",
+    numeric: bool = False,
+) -> pd.DataFrame:
+    """The library's one builder of "mean ± SD" tables over folds, with its rules as options.
+
+    :func:`summarize` calls it with the defaults (every NaN stays visible);
+    :func:`ichprog.report.summary_table` with ``skipna=True, single_sd=False,
+    count_defined=True, undefined="n/a", not_measured="n/a"`` (a readable report cell).
+
+    Parameters
+    ----------
+    tidy_df : pandas.DataFrame
+        A tidy metrics table (:func:`tidy`).
+    columns : {"model", "task"}, default="model"
+        What the columns of the table are. The rows are the metrics; when the other of
+        model/task takes several values, the rows are indexed by it and the metric.
+    decimals : int, default=2
+        Decimals of the mean and the SD.
+    skipna : bool, default=False
+        Average over the folds where the metric is defined (see :func:`summary_stats`);
+        otherwise a NaN in any fold makes the cell ``undefined``.
+    single_sd : bool, default=True
+        Write the SD of a single value too (``"0.80 ± nan"``); ``False`` writes the mean alone.
+    count_defined : bool, default=False
+        Append ``" (n/total)"`` when the metric was defined on fewer folds than were run (with
+        ``skipna=True``).
+    undefined : str, default="nan"
+        The cell of a metric without any defined value (or with a NaN, without ``skipna``).
+    not_measured : str, default=""
+        The cell of a metric that a model (or task) has no row for.
+    numeric : bool, default=False
+        Return the numbers instead (see :func:`summarize`); the text options are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows and columns in order of first appearance.
+
+    Examples
+    --------
+    >>> df = tidy([{"auc": 0.5}, {"auc": float("nan")}, {"auc": 0.7}], model="m", task="t")
+    >>> mean_sd_table(df).loc["auc", "m"]
+    'nan'
+    >>> mean_sd_table(df, skipna=True, count_defined=True).loc["auc", "m"]
+    '0.60 ± 0.14 (2/3)'
+    """
     if columns not in ("model", "task"):
         raise ValueError(f"columns must be 'model' or 'task', got {columns!r}")
-    stats = summary_stats(tidy_df, skipna=skipna)
+    stats = _stats(tidy_df, skipna=skipna)
     other = "task" if columns == "model" else "model"
     index = ["metric"] if stats[other].nunique() <= 1 else [other, "metric"]
     col_order = list(dict.fromkeys(stats[columns]))
@@ -203,7 +264,7 @@ def summarize(
         wide.columns.name = columns
         return wide
 
-    mean, sd, n = pivot("mean"), pivot("sd"), pivot("n")
+    mean, sd, n, total = pivot("mean"), pivot("sd"), pivot("n"), pivot("total")
     if numeric:
         out = pd.concat({"mean": mean, "sd": sd, "n": n}, axis=1, names=["stat", columns])
         out = out.swaplevel(0, 1, axis=1)
@@ -211,18 +272,22 @@ def summarize(
                                            names=[columns, "stat"])
         return out.reindex(columns=order)
 
-    def fmt(m: float, s: float) -> str:
+    def fmt(m: float, s: float, k: float, t: float) -> str:
+        if np.isnan(k):
+            return not_measured
         if np.isnan(m):
-            return "nan" if np.isnan(s) else f"nan ± {s:.{decimals}f}"
-        sd_text = "nan" if np.isnan(s) else f"{s:.{decimals}f}"
-        return f"{m:.{decimals}f} ± {sd_text}"
+            return undefined
+        text = f"{m:.{decimals}f}"
+        if k > 1 or single_sd:
+            text += " ± " + ("nan" if np.isnan(s) else f"{s:.{decimals}f}")
+        if count_defined and k < t:
+            text += f" ({int(k)}/{int(t)})"
+        return text
 
-    text = pd.DataFrame(
-        [[fmt(m, s) for m, s in zip(mr, sr)] for mr, sr in zip(mean.to_numpy(), sd.to_numpy())],
-        index=mean.index,
-        columns=mean.columns,
-    )
-    return text.where(n.notna(), "")
+    cells = zip(mean.to_numpy(), sd.to_numpy(), n.to_numpy(dtype=float),
+                total.to_numpy(dtype=float))
+    return pd.DataFrame([[fmt(*c) for c in zip(*row)] for row in cells], index=mean.index,
+                        columns=mean.columns)
 
 
 def _cell(value: Any, floatfmt: str) -> str:

@@ -16,6 +16,10 @@
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "report", ("matplotlib",))
+
 from ichprog.report.builder import Report, figure_to_png
 from ichprog.report.calibration import (
     calibration_section,

@@ -52,12 +52,13 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """A paper-style table of one task: rows are metrics, columns models, cells ``mean ± SD``.
 
-    Mean and SD (sample SD over folds, ``ddof=1``, as in the paper) come from
-    :func:`ichprog.metrics.summary_stats`. A metric undefined on some folds (e.g. NPV of a fold
-    without a negative prediction) is averaged over the folds where it is defined and its cell
-    says so: ``"0.61 ± 0.12 (4/5)"``. A cell without any value reads ``n/a``, and a single fold
-    shows no SD. (:func:`ichprog.metrics.summarize` keeps NaN visible instead: ``"nan"``,
-    ``"0.80 ± nan"``, an empty cell for a metric not measured.)
+    The cells come from :func:`ichprog.metrics.mean_sd_table`, the library's one "mean ± SD"
+    builder (sample SD over folds, ``ddof=1``, as in the paper), with the report's rules: a
+    metric undefined on some folds (e.g. NPV of a fold without a negative prediction) is
+    averaged over the folds where it is defined and its cell says so: ``"0.61 ± 0.12 (4/5)"``;
+    a cell without any value reads ``n/a``, and a single fold shows no SD.
+    (:func:`ichprog.metrics.summarize` keeps NaN visible instead: ``"nan"``, ``"0.80 ± nan"``,
+    an empty cell for a metric not measured.)
 
     Parameters
     ----------
@@ -89,7 +90,7 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
     >>> summary_table(tidy, "prognosis").loc["AUC", "LR"]
     '0.75 ± 0.07'
     """
-    from ichprog.metrics import summary_stats
+    from ichprog.metrics import mean_sd_table
 
     _check_tidy(tidy)
     sub = tidy[tidy["task"] == task]
@@ -99,26 +100,11 @@ def summary_table(tidy: pd.DataFrame, task: str, models: Sequence[str] | None = 
     models = list(models) if models is not None else list(dict.fromkeys(sub["model"]))
     metrics = list(metrics) if metrics is not None else list(dict.fromkeys(sub["metric"]))
     labels = dict(labels or {})
-    stats = {(r["model"], r["metric"]): r for r in summary_stats(sub, skipna=True).to_dict("records")}
-    folds = sub.groupby(["model", "metric"])["fold"].nunique().to_dict()
-    data: dict[str, list[str]] = {}
-    for m in models:
-        cells = []
-        for k in metrics:
-            r = stats.get((m, k))
-            if r is None or int(r["n"]) == 0:
-                cells.append("n/a")
-                continue
-            n, total = int(r["n"]), int(folds[(m, k)])
-            text = f"{float(r['mean']):.{decimals}f}"
-            if n > 1:
-                text += f" ± {float(r['sd']):.{decimals}f}"
-            if n < total:
-                text += f" ({n}/{total})"
-            cells.append(text)
-        data[labels.get(m, m)] = cells
-    df = pd.DataFrame(data, index=[METRIC_LABELS.get(k, k) for k in metrics])
-    df.index.name = "metric"
+    table = mean_sd_table(sub, "model", decimals=decimals, skipna=True, single_sd=False,
+                          count_defined=True, undefined="n/a", not_measured="n/a")
+    df = table.reindex(index=metrics, columns=models, fill_value="n/a")
+    df.columns = [labels.get(m, m) for m in models]
+    df.index = pd.Index([METRIC_LABELS.get(k, k) for k in metrics], name="metric")
     return df
 
 

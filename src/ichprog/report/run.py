@@ -22,12 +22,13 @@ claims/                     the claims' data: predictions (reference models too)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ichprog._manifest import MANIFEST_FILE, RunManifest
 from ichprog.constants import (
     BINARY_METRICS,
     GCS_BINARY_CLASSES,
@@ -106,8 +107,12 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         raise ValueError(f"cannot read {path}: {exc}") from exc
 
 
-def _labels(manifest: Mapping[str, Any]) -> dict[str, str]:
-    return dict(manifest.get("labels", {}))
+def _read_predictions(path: Path) -> pd.DataFrame | None:
+    """A long prediction table (the patient column of older run folders renamed), or ``None``
+    when the stage did not write it."""
+    from ichprog._results import read_predictions
+
+    return read_predictions(path) if path.is_file() else None
 
 
 def _ordered(values: pd.Series, preferred: list[str]) -> list[str]:
@@ -120,33 +125,29 @@ def _metrics_for(tidy: pd.DataFrame, task: str, wanted: Sequence[str]) -> list[s
     return [m for m in wanted if m in have] + sorted(have - set(wanted))
 
 
-def _section_run(rep: Report, manifest: Mapping[str, Any]) -> None:
+def _section_run(rep: Report, manifest: RunManifest) -> None:
     rep.heading("What was run")
-    run = dict(manifest.get("summary", {}))
-    if run:
-        rep.key_values(run)
-    timings = manifest.get("timings", {})
+    if manifest.summary:
+        rep.key_values(dict(manifest.summary))
+    timings = manifest.timings
     if timings:
         df = pd.DataFrame({"wall time (s)": [float(v) for v in timings.values()]},
                           index=list(timings))
         df.index.name = "stage"
         rep.table(df, caption="Wall time per stage", float_format="{:.1f}")
-    reused = manifest.get("reused", [])
-    if reused:
+    if manifest.reused:
         rep.note("Reused from an earlier run in this folder (not recomputed): "
-                 + ", ".join(f"`{r}`" for r in reused) + ".")
-    for line in manifest.get("notes", []):
+                 + ", ".join(f"`{r}`" for r in manifest.reused) + ".")
+    for line in manifest.notes:
         rep.note(str(line))
-    versions = manifest.get("versions", {})
-    if versions:
-        rep.key_values(versions, caption="Package versions")
-    command = manifest.get("command")
-    if command:
-        rep.text(f"Command: `{command}`")
+    if manifest.versions:
+        rep.key_values(manifest.versions, caption="Package versions")
+    if manifest.command:
+        rep.text(f"Command: `{manifest.command}`")
 
 
-def _section_cohort(rep: Report, run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    cohort = manifest.get("cohort")
+def _section_cohort(rep: Report, run_dir: Path, manifest: RunManifest) -> None:
+    cohort = manifest.cohort
     if not cohort:
         return
     rep.heading("Cohort")
@@ -225,35 +226,51 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                           caption=f"{kind.capitalize()} {caption} head on the held-out test "
                                   "folds (mean ± SD over folds; like the paper's supplementary "
                                   + ("Table 4)" if kind == "ordinal" else "Table 3)"))
-    preds = _read_csv(run_dir / "cv" / "predictions.csv")
+    preds = _read_predictions(run_dir / "cv" / "predictions.csv")
     if preds is not None:
-        prog = preds[preds["task"] == "prognosis"]
-        mods = _ordered(prog["model"], order)
-        curves = {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
-                                     prog.loc[prog["model"] == m, "score"].to_numpy())
-                  for m in mods}
-        if curves:
-            rep.figure(roc_figure(curves, title="Prognosis, pooled out-of-fold predictions"),
-                       name="roc-prognosis", caption="ROC curves of the prognosis head")
-            rep.figure(confusion_figure(
-                {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
-                                    prog.loc[prog["model"] == m, "pred"].to_numpy())
-                 for m in mods}, labels=[0, 1], class_names=list(PROGNOSIS_CLASSES)),
-                name="confusion-prognosis",
-                caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
-        gcs = preds[preds["task"] == "gcs"]
-        ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
-        for kind, names in (("binary", list(GCS_BINARY_CLASSES)),
-                            ("ordinal", list(GCS_ORDINAL_CLASSES))):
-            mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
-            if not mods:
-                continue
-            items = {labels.get(m, m): (gcs.loc[gcs["model"] == m, "y_true"].to_numpy(),
-                                        gcs.loc[gcs["model"] == m, "pred"].to_numpy())
-                     for m in mods}
-            rep.figure(confusion_figure(items, labels=list(range(len(names))), class_names=names),
-                       name=f"confusion-gcs-{kind}",
-                       caption=f"Confusion matrices of the {kind} GCS head (all test folds pooled)")
+        _prediction_figures(rep, preds, tidy, labels, order)
+    _history_figure(rep, run_dir, labels, order)
+    _section_ceiling(rep, run_dir, labels, order)
+    for name in ("table2", "table3", "table4"):
+        pub = paper_table(name)
+        rep.table(pub, caption="Published: " + pub.attrs["caption"])
+
+
+def _prediction_figures(rep: Report, preds: pd.DataFrame, tidy: pd.DataFrame,
+                        labels: dict[str, str], order: list[str]) -> None:
+    """ROC curves and confusion matrices of prognosis, and the GCS heads' confusion matrices,
+    from the pooled out-of-fold predictions."""
+    prog = preds[preds["task"] == "prognosis"]
+    mods = _ordered(prog["model"], order)
+    curves = {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
+                                 prog.loc[prog["model"] == m, "score"].to_numpy())
+              for m in mods}
+    if curves:
+        rep.figure(roc_figure(curves, title="Prognosis, pooled out-of-fold predictions"),
+                   name="roc-prognosis", caption="ROC curves of the prognosis head")
+        rep.figure(confusion_figure(
+            {labels.get(m, m): (prog.loc[prog["model"] == m, "y_true"].to_numpy(),
+                                prog.loc[prog["model"] == m, "pred"].to_numpy())
+             for m in mods}, labels=[0, 1], class_names=list(PROGNOSIS_CLASSES)),
+            name="confusion-prognosis",
+            caption="Confusion matrices of prognosis (threshold 0.5, all test folds pooled)")
+    gcs = preds[preds["task"] == "gcs"]
+    ordinal = set(tidy.loc[(tidy["task"] == "gcs") & (tidy["metric"] == "uoc"), "model"])
+    for kind, names in (("binary", list(GCS_BINARY_CLASSES)),
+                        ("ordinal", list(GCS_ORDINAL_CLASSES))):
+        mods = [m for m in _ordered(gcs["model"], order) if (m in ordinal) == (kind == "ordinal")]
+        if not mods:
+            continue
+        items = {labels.get(m, m): (gcs.loc[gcs["model"] == m, "y_true"].to_numpy(),
+                                    gcs.loc[gcs["model"] == m, "pred"].to_numpy())
+                 for m in mods}
+        rep.figure(confusion_figure(items, labels=list(range(len(names))), class_names=names),
+                   name=f"confusion-gcs-{kind}",
+                   caption=f"Confusion matrices of the {kind} GCS head (all test folds pooled)")
+
+
+def _history_figure(rep: Report, run_dir: Path, labels: dict[str, str], order: list[str]) -> None:
+    """The training curves of fold 1 of every model."""
     hist = _read_csv(run_dir / "cv" / "history.csv")
     if hist is not None and "model" in hist.columns:
         first = hist[hist["fold"] == hist["fold"].min()] if "fold" in hist.columns else hist
@@ -264,10 +281,6 @@ def _section_images(rep: Report, run_dir: Path, labels: dict[str, str], order: l
                    caption="Training curves of fold 1: losses, and the validation balanced "
                            "accuracy of prognosis that drives early stopping (val_score) with "
                            "the validation AUC")
-    _section_ceiling(rep, run_dir, labels, order)
-    for name in ("table2", "table3", "table4"):
-        pub = paper_table(name)
-        rep.table(pub, caption="Published: " + pub.attrs["caption"])
 
 
 def _pooled_scores(preds: pd.DataFrame) -> pd.DataFrame:
@@ -292,8 +305,8 @@ def _pooled_scores(preds: pd.DataFrame) -> pd.DataFrame:
 
 
 def _section_ceiling(rep: Report, run_dir: Path, labels: dict[str, str], order: list[str]) -> None:
-    preds = _read_csv(run_dir / "cv" / "predictions.csv")
-    refs = _read_csv(run_dir / "claims" / "claims_predictions.csv")
+    preds = _read_predictions(run_dir / "cv" / "predictions.csv")
+    refs = _read_predictions(run_dir / "claims" / "claims_predictions.csv")
     if preds is None or refs is None or "repeat" not in refs.columns:
         return
     refs = refs[(refs["repeat"] == 0) & refs["model"].isin(["Image oracle", "LR (GCS, age)"])]
@@ -447,22 +460,18 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     ------
     FileNotFoundError
         If ``run_dir`` does not exist.
+    ValueError
+        If its ``run.json`` is not valid JSON or not a valid run manifest (the message names
+        the file and the key).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
-    manifest: dict[str, Any] = {}
-    mpath = run_dir / "run.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{mpath} is not valid JSON: {exc}") from exc
-    labels = _labels(manifest)
-    order = list(manifest.get("model_order", []))
-    rep = Report(title or manifest.get("title", "ichprog report"),
-                 subtitle=manifest.get("subtitle", ""))
-    if manifest.get("phantom", True):
+    manifest = RunManifest.load(run_dir / MANIFEST_FILE, missing_ok=True)
+    labels = dict(manifest.labels)
+    order = list(manifest.model_order)
+    rep = Report(title or manifest.title, subtitle=manifest.subtitle)
+    if manifest.phantom:
         rep.note(PHANTOM_NOTE, "warning")
     _section_run(rep, manifest)
     _section_cohort(rep, run_dir, manifest)

@@ -3,6 +3,10 @@ for any head and class, figures over the CT, NIfTI export aligned with the origi
 quantitative scores against lesion masks.
 """
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "captum"))
+
 from ichprog.saliency.figures import BRAIN_WINDOW, plot_model_grid, plot_slices, select_slices
 from ichprog.saliency.io import (
     brain_mask,

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ichprog._extras import require_extra
+
 __all__ = ["BRAIN_WINDOW", "select_slices", "plot_slices", "plot_model_grid"]
 
 #: Brain window (level, width) in Hounsfield units, used for volumes that are not yet windowed.
@@ -153,7 +155,8 @@ def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
     fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
 
 
-def _new_figure(figsize: tuple[float, float]) -> Any:
+def _new_figure(figsize: tuple[float, float], feature: str) -> Any:
+    require_extra(feature, "report")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -224,7 +227,7 @@ def plot_slices(volume: Any, saliency: Any, slices: Sequence[int] | None = None,
     tf = _orient(orientation)
     rows, cols = _crop_box(ct, vrange, crop)
     ncols = len(slices)
-    fig = _new_figure((2.6 * ncols + 0.6, 3.0))
+    fig = _new_figure((2.6 * ncols + 0.6, 3.0), "ichprog.saliency.plot_slices")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     im = None
     for ax, s in zip(axes, slices):
@@ -297,7 +300,8 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
             raise KeyError(f"model {m!r} has no map for patient(s) {missing[:5]}")
     by = by or ("lesion" if masks is not None else "saliency")
     tf = _orient(orientation)
-    fig = _new_figure((2.5 * (len(models) + 1) + 0.6, 2.6 * len(patients) + 0.4))
+    fig = _new_figure((2.5 * (len(models) + 1) + 0.6, 2.6 * len(patients) + 0.4),
+                      "ichprog.saliency.plot_model_grid")
     axes = fig.subplots(len(patients), len(models) + 1, squeeze=False)
     im = None
     for r, (pid, vol) in enumerate(zip(patients, volumes.values())):

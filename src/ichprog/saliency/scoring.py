@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog.constants import ID_COLUMN
+
 __all__ = [
     "SCORE_COLUMNS",
     "CHANCE_COLUMNS",
@@ -42,13 +44,16 @@ CHANCE_COLUMNS: dict[str, str] = {
     "mass_shell": "shell_share",
     "pointing_shell": "shell_share",
 }
-#: All columns of the table returned by :func:`lesion_scores`, in order.
+#: All columns of the table returned by :func:`lesion_scores`, in order. The patient is
+#: ``PatientID``, as in every table of the library; the last column, ``patient``, repeats it
+#: under its name before version 0.2 and goes away in version 0.3 (deprecated).
 SCORE_COLUMNS: tuple[str, ...] = (
-    "model", "patient", "lesion_voxels", "brain_voxels", "shell_voxels",
+    "model", ID_COLUMN, "lesion_voxels", "brain_voxels", "shell_voxels",
     "mass_lesion", "lesion_share", "enrichment",
     "pointing_lesion", "pointing_chance",
     "mass_shell", "shell_share", "pointing_shell",
     "mass_outside_brain",
+    "patient",
 )
 
 
@@ -156,7 +161,8 @@ def lesion_scores(maps: Any, masks: Any, brain_masks: Any = None, shell_width: f
           lesion;
         * ``mass_shell``, ``pointing_shell``: the same for the shell (the pointing game without
           tolerance: the shell is a margin already), chance ``shell_share``;
-        * ``mass_outside_brain``: map mass outside the brain mask (NaN without brain masks).
+        * ``mass_outside_brain``: map mass outside the brain mask (NaN without brain masks);
+        * ``patient``: deprecated, a copy of ``PatientID`` (removed in version 0.3).
 
         Scores are NaN (the row is kept) where they are undefined: an empty lesion mask (all
         lesion and shell scores) or a map with no mass (all mass and pointing scores).
@@ -201,7 +207,9 @@ def lesion_scores(maps: Any, masks: Any, brain_masks: Any = None, shell_width: f
                            shell_width, tolerance)
         for model in holders:
             rows.append(_map_scores(model, pid, nested[model][pid], shape, regions))
-    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    table["patient"] = table[ID_COLUMN]  # the deprecated name, until version 0.3
+    return table
 
 
 @dataclass
@@ -265,7 +273,7 @@ def _map_scores(model: str, pid: str, value: Any, shape: tuple[int, ...],
     total = float(m.sum())
     n_lesion, n_shell = r.n_lesion, r.n_shell
     row: dict[str, Any] = {
-        "model": model, "patient": pid, "lesion_voxels": n_lesion,
+        "model": model, ID_COLUMN: pid, "lesion_voxels": n_lesion,
         "brain_voxels": r.n_brain, "shell_voxels": n_shell,
         "lesion_share": r.lesion_share if n_lesion else np.nan,
         "pointing_chance": r.pointing_chance if n_lesion else np.nan,
@@ -331,10 +339,15 @@ def bootstrap_mean(values: Any, n_resamples: int = 1000, ci: float = 0.95,
     return est, float(low), float(high), n
 
 
-def _check_scores(scores: pd.DataFrame, metrics: Sequence[str]) -> None:
-    missing = [c for c in ("model", "patient", *metrics) if c not in scores.columns]
+def _check_scores(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The scores with the patient column named ``PatientID`` (``patient`` in tables written
+    before 0.2 is renamed); raises naming the missing columns."""
+    if ID_COLUMN not in scores.columns and "patient" in scores.columns:
+        scores = scores.rename(columns={"patient": ID_COLUMN})
+    missing = [c for c in ("model", ID_COLUMN, *metrics) if c not in scores.columns]
     if missing:
         raise KeyError(f"scores lack column(s) {missing}; pass the table of lesion_scores")
+    return scores
 
 
 def summarize_lesion_scores(scores: pd.DataFrame,
@@ -363,7 +376,7 @@ def summarize_lesion_scores(scores: pd.DataFrame,
         its interval: an interval above 0 means better than chance), and ``n_valid`` (patients
         with a defined score).
     """
-    _check_scores(scores, metrics)
+    scores = _check_scores(scores, metrics)
     rows = []
     for model in pd.unique(scores["model"]):
         part = scores[scores["model"] == model]
@@ -417,18 +430,18 @@ def compare_lesion_scores(scores: pd.DataFrame, baseline: str,
     KeyError
         ``baseline`` is not a model of ``scores``.
     """
-    _check_scores(scores, metrics)
+    scores = _check_scores(scores, metrics)
     models = list(pd.unique(scores["model"]))
     if baseline not in models:
         raise KeyError(f"baseline {baseline!r} is not a model of scores; models: {models}")
-    base = scores[scores["model"] == baseline].set_index("patient")
+    base = scores[scores["model"] == baseline].set_index(ID_COLUMN)
     if base.index.has_duplicates:
         raise ValueError(f"model {baseline!r} has several rows for one patient")
     rows = []
     for model in models:
         if model == baseline:
             continue
-        other = scores[scores["model"] == model].set_index("patient")
+        other = scores[scores["model"] == model].set_index(ID_COLUMN)
         if other.index.has_duplicates:
             raise ValueError(f"model {model!r} has several rows for one patient")
         common = [p for p in other.index if p in base.index]

@@ -14,6 +14,10 @@ explanations.
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "tabular", ("shap", "xgboost"))
+
 from ichprog._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {

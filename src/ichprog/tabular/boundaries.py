@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
+from ichprog._extras import require_extra
 from ichprog.constants import AGE_COLUMN, GCS_COLUMN, LABEL_COLUMN
 from ichprog.tabular.models import check_table, make_model, resolve_features
 
@@ -391,6 +392,7 @@ def plot_decision_regions(
     pathlib.Path
         The written file.
     """
+    require_extra("ichprog.tabular.plot_decision_regions", "report")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -21,8 +21,8 @@ Protocol in each fold
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ichprog._util import derive_seed
+from ichprog._results import long_frame, table_property_value
+from ichprog._util import derive_seed, read_json, write_csv, write_json
 from ichprog.constants import (
     AGE_COLUMN,
     GCS_COLUMN,
@@ -62,6 +63,10 @@ __all__ = [
 
 #: The task name written in the tidy metrics table.
 TASK = "prognosis"
+
+# The format keys of the folders written by TabularCVResult.save and Table1Result.save.
+TABULAR_CV_FORMAT = "ichprog-tabular-cv/1"
+TABLE1_FORMAT = "ichprog-table1/1"
 
 #: The six columns of the paper's Table 1: (model, feature set).
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -163,29 +168,43 @@ class TabularCVResult:
     threshold: float = 0.5
     seed: int = 0
 
+    @property
+    def long_predictions(self) -> pd.DataFrame:
+        """The predictions in the library's one long table, ``model, fold, PatientID, task,
+        y_true, score, pred`` (task ``"prognosis"``, ``score`` = ``y_prob``)."""
+        p = self.predictions
+        return long_frame(p["model"].to_numpy(), p["fold"].to_numpy(), p[ID_COLUMN], TASK,
+                          p["y_true"], p["y_prob"], p["y_pred"])
+
+    @property
     def metrics(self) -> pd.DataFrame:
         """The tidy metrics table (``model, fold, task, metric, value``), one fold at a time.
 
         A test fold holding one class only gives NaN for the metrics that need both (AUC,
         balanced accuracy, and specificity or recall), with an
-        :class:`~ichprog.metrics.UndefinedMetricWarning`.
+        :class:`~ichprog.metrics.UndefinedMetricWarning`. A property; the former call
+        ``metrics()`` still works and warns.
         """
         from ichprog.metrics import binary_metrics, tidy
 
         per_fold: dict[int, dict[str, float]] = {}
         for fold, group in self.predictions.groupby("fold", sort=True):
             per_fold[int(str(fold))] = binary_metrics(group["y_true"].to_numpy(),
-                                                 group["y_prob"].to_numpy(), self.threshold)
-        return tidy(per_fold, model=self.label, task=TASK)
+                                                      group["y_prob"].to_numpy(), self.threshold)
+        return table_property_value(tidy(per_fold, model=self.label, task=TASK),
+                                    "TabularCVResult.metrics")
 
     def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
         """The "mean ± SD" table over folds (:func:`ichprog.metrics.summarize`)."""
         from ichprog.metrics import summarize
 
-        return summarize(self.metrics(), columns="model", decimals=decimals, skipna=skipna)
+        return summarize(self.metrics, columns="model", decimals=decimals, skipna=skipna)
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``predictions.csv``, ``metrics.csv``, ``folds.csv`` and ``config.json``.
+        """Write ``predictions.csv``, ``metrics.csv``, ``folds.csv``, ``config.json`` and
+        ``splits.json`` (when the folds are known) into ``out_dir``.
+
+        The fitted models are not written; :meth:`load` gives a result without them.
 
         Returns
         -------
@@ -194,17 +213,45 @@ class TabularCVResult:
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.predictions.to_csv(out / "predictions.csv", index=False)
-        self.metrics().to_csv(out / "metrics.csv", index=False)
-        self.info.to_csv(out / "folds.csv", index=False)
-        config = {"model": self.model, "features": list(self.features), "label": self.label,
-                  "threshold": self.threshold, "seed": self.seed,
-                  "params": {k: repr(v) for k, v in
-                             (self.fitted[0]["model"].get_params().items() if self.fitted else [])}}
-        (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+        write_csv(self.predictions, out / "predictions.csv")
+        write_csv(self.metrics, out / "metrics.csv")
+        write_csv(self.info, out / "folds.csv")
+        params = self.fitted[0]["model"].get_params().items() if self.fitted else []
+        write_json({"format": TABULAR_CV_FORMAT, "model": self.model,
+                    "features": list(self.features), "label": self.label,
+                    "threshold": self.threshold, "seed": self.seed,
+                    "params": {k: repr(v) for k, v in params}}, out / "config.json")
         if self.splits is not None and hasattr(self.splits, "save"):
             self.splits.save(out / "splits.json")
         return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> TabularCVResult:
+        """Read a result written by :meth:`save` (predictions, fold table, settings and splits;
+        ``fitted`` and ``train_ids`` are empty)."""
+        d = Path(out_dir)
+        cfg = _read_config(d / "config.json", TABULAR_CV_FORMAT)
+        preds = pd.read_csv(d / "predictions.csv", dtype={ID_COLUMN: str})
+        folds = d / "folds.csv"
+        info = pd.read_csv(folds) if folds.is_file() and folds.stat().st_size > 1 \
+            else pd.DataFrame()
+        return cls(model=cfg["model"], features=tuple(cfg["features"]), label=cfg["label"],
+                   predictions=preds, info=info, splits=_read_splits(d / "splits.json"),
+                   threshold=float(cfg["threshold"]), seed=int(cfg["seed"]))
+
+
+def _read_config(path: Path, expected: str) -> dict[str, Any]:
+    """The JSON file of a saved result, checked for its format (files written before the format
+    was recorded have none and are accepted)."""
+    return dict(read_json(path, fmt=expected, what="a saved result folder", unversioned_ok=True))
+
+
+def _read_splits(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    from ichprog.data import Splits
+
+    return Splits.load(path)
 
 
 def cross_validate_tabular(
@@ -254,7 +301,7 @@ def cross_validate_tabular(
     Returns
     -------
     TabularCVResult
-        ``.predictions`` (per fold and patient), ``.metrics()`` (tidy), ``.summary()``.
+        ``.predictions`` (per fold and patient), ``.metrics`` (tidy), ``.summary()``.
 
     Raises
     ------
@@ -383,19 +430,61 @@ class Table1Result:
     results: dict[str, TabularCVResult]
     splits: Any = None
 
+    @property
     def metrics(self) -> pd.DataFrame:
-        """All columns' tidy metrics tables, concatenated."""
-        return pd.concat([r.metrics() for r in self.results.values()], ignore_index=True)
+        """All columns' tidy metrics tables, concatenated (a property; the former call
+        ``metrics()`` still works and warns)."""
+        table = pd.concat([r.metrics for r in self.results.values()], ignore_index=True)
+        return table_property_value(table, "Table1Result.metrics")
 
+    @property
     def predictions(self) -> pd.DataFrame:
-        """All columns' per-patient predictions, concatenated."""
-        return pd.concat([r.predictions for r in self.results.values()], ignore_index=True)
+        """All columns' per-patient predictions, concatenated (``model, fold, PatientID,
+        y_true, y_prob, y_pred``; a property, the former call ``predictions()`` still works and
+        warns)."""
+        table = pd.concat([r.predictions for r in self.results.values()], ignore_index=True)
+        return table_property_value(table, "Table1Result.predictions")
+
+    @property
+    def long_predictions(self) -> pd.DataFrame:
+        """All columns' predictions in the library's one long table."""
+        return pd.concat([r.long_predictions for r in self.results.values()],
+                         ignore_index=True)
 
     def summary(self, decimals: int = 2, skipna: bool = False) -> pd.DataFrame:
         """Table 1: metrics as rows, the model/feature columns as columns, "mean ± SD"."""
         from ichprog.metrics import summarize
 
-        return summarize(self.metrics(), columns="model", decimals=decimals, skipna=skipna)
+        return summarize(self.metrics, columns="model", decimals=decimals, skipna=skipna)
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write every column's result into a sub-folder of ``out_dir`` (see
+        :meth:`TabularCVResult.save`), the shared ``splits.json``, ``metrics.csv`` of all
+        columns and ``table1.json`` (column label -> sub-folder); returns ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        folders: dict[str, str] = {}
+        for label, res in self.results.items():
+            folder = _slug(label)
+            if folder in folders.values():
+                folder = f"{folder}_{len(folders)}"
+            folders[label] = folder
+            res.save(out / folder)
+        write_csv(self.metrics, out / "metrics.csv")
+        if self.splits is not None and hasattr(self.splits, "save"):
+            self.splits.save(out / "splits.json")
+        # a list of pairs: write_json sorts the keys of a mapping, and the column order matters
+        write_json({"format": TABLE1_FORMAT, "columns": [[k, v] for k, v in folders.items()]},
+                   out / "table1.json")
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> Table1Result:
+        """Read a Table 1 written by :meth:`save`."""
+        d = Path(out_dir)
+        cfg = _read_config(d / "table1.json", TABLE1_FORMAT)
+        results = {label: TabularCVResult.load(d / folder) for label, folder in cfg["columns"]}
+        return cls(results=results, splits=_read_splits(d / "splits.json"))
 
     def compare(self, decimals: int = 2) -> pd.DataFrame:
         """This run next to the published values: columns ``(label, "ichprog" | "paper")``."""
@@ -412,6 +501,11 @@ class Table1Result:
         from ichprog.metrics import to_markdown
 
         return to_markdown(self.summary(decimals=decimals))
+
+
+def _slug(label: str) -> str:
+    """A folder name for a column label: ``"LR (GCS & age)"`` -> ``"lr_gcs_age"``."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "column"
 
 
 def table1(
@@ -447,7 +541,7 @@ def table1(
     Returns
     -------
     Table1Result
-        ``.summary()`` is Table 1; ``.metrics()`` the tidy table of all columns; ``.compare()``
+        ``.summary()`` is Table 1; ``.metrics`` the tidy table of all columns; ``.compare()``
         puts the published values beside.
     """
     source, split_source = _as_table(cohort)

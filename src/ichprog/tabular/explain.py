@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ichprog._extras import require_extra
 from ichprog.constants import ID_COLUMN
 from ichprog.tabular.models import fit_model
 
@@ -333,6 +334,7 @@ def plot_shap(
     dict of str to pathlib.Path
         Plot kind -> written file.
     """
+    require_extra("ichprog.tabular.plot_shap", "report")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

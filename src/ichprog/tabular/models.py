@@ -28,6 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ichprog._extras import require_extra
 from ichprog.constants import (
     AGE_COLUMN,
     BINARY_COLUMNS,
@@ -436,6 +437,7 @@ class PerezDNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        require_extra("ichprog.tabular.PerezDNNClassifier", "image", ("torch",))
         import torch
 
         X, y = validate_data(self, X, y, dtype=np.float64)

@@ -53,6 +53,10 @@ The code is split by job: :mod:`~ichprog.training.config` (:class:`TrainConfig`)
 
 from __future__ import annotations
 
+from ichprog._extras import require_extra
+
+require_extra(__name__, "image", ("torch", "safetensors"))
+
 # The public names, and (``noqa: F401``) the constants and private helpers that were importable
 # from ``ichprog.training`` before it became a package. To monkeypatch a constant, patch it in the
 # submodule that owns it (e.g. ``ichprog.training.loop.LONG_RUN_S``).

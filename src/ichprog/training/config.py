@@ -13,6 +13,7 @@ import numpy as np
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["constant", "onecycle"]
 Select = Literal["best", "last"]
+TTA = Literal["none", "flip"]
 
 
 # Fields of TrainConfig that do not change the numbers a run produces (left out of its hash).
@@ -78,6 +79,15 @@ class TrainConfig:
         negatives / positives in the training set (:func:`ichprog.models.balanced_pos_weight`),
         so that a rare class (GCS 3-8, age >= 80) is not outvoted into the majority class. Off
         in the paper's recipe, which balances only the primary task, by oversampling.
+    tta
+        Test-time augmentation of every prediction (validation, test folds, ``predict``).
+        ``"none"`` (the paper's): the volume as it is. ``"flip"``: the mean of the probabilities
+        of the volume and of its left-right mirror image (the last axis, ``W``, which is the
+        patient's left-right axis when the pre-processing reorients, its default); the
+        prediction is then the same for a scan and its mirror image. Prognosis, GCS and age do
+        not depend on the side of the lesion, and on the phantom cohort the mirror halves the
+        variance of a small network's predictions (see the documentation page "Training
+        recipes"). Costs a second forward pass per prediction.
     """
 
     max_epochs: int = 100
@@ -99,6 +109,7 @@ class TrainConfig:
     schedule: Schedule = "constant"
     select: Select = "best"
     class_balance: bool = False
+    tta: TTA = "none"
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, rule: str) -> None:
@@ -124,6 +135,7 @@ class TrainConfig:
              "None or an int >= 1")
         need(self.schedule in ("constant", "onecycle"), "schedule", "'constant' or 'onecycle'")
         need(self.select in ("best", "last"), "select", "'best' or 'last'")
+        need(self.tta in ("none", "flip"), "tta", "'none' or 'flip'")
         if self.select == "last" and self.patience:
             raise ValueError(f"TrainConfig.patience={self.patience} stops early on the validation "
                              "score, which needs select='best'; with select='last' set patience "

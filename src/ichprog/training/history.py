@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ichprog._extras import require_extra
 from ichprog._util import atomic_write
 from ichprog.models import MultiTaskNet
 from ichprog.training.config import TrainConfig
@@ -87,6 +88,7 @@ def plot_history(history: pd.DataFrame, tasks: Sequence[str] | None = None,
     -------
     matplotlib.figure.Figure
     """
+    require_extra("ichprog.training.plot_history", "report")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -63,7 +63,11 @@ def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
 def _run_inference(model: nn.Module, dataset: Dataset, tasks: Sequence[Task], batch_size: int,
                    device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
                    progress: bool, with_targets: bool, desc: str = "predict",
-                   num_workers: int = 0) -> dict[str, Any]:
+                   num_workers: int = 0, tta: str = "none") -> dict[str, Any]:
+    """Logits (and with targets, losses) of ``model`` on ``dataset``; with ``tta="flip"`` the
+    logits of the mean probability of each volume and its left-right mirror image."""
+    if tta not in ("none", "flip"):
+        raise ValueError(f"tta must be 'none' or 'flip', got {tta!r}")
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -78,7 +82,10 @@ def _run_inference(model: nn.Module, dataset: Dataset, tasks: Sequence[Task], ba
             x = _to_device(batch["image"], device, channels_last)
             with _autocast(device, amp_dtype):
                 out = model(x)
+                mirrored = model(x.flip(-1)) if tta == "flip" else None
             out = {k: v.float() for k, v in out.items()}
+            if mirrored is not None:
+                out = _mean_of_outputs(tasks, out, {k: v.float() for k, v in mirrored.items()})
             bs = x.shape[0]
             ids += [str(i) for i in batch["id"]] if "id" in batch else [str(n + i) for i in range(bs)]
             for t in tasks:
@@ -103,6 +110,22 @@ def _run_inference(model: nn.Module, dataset: Dataset, tasks: Sequence[Task], ba
     return result
 
 
+def _mean_of_outputs(tasks: Sequence[Task], a: Mapping[str, torch.Tensor],
+                     b: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per task, the output whose probability is the mean of ``a``'s and ``b``'s (the mean
+    itself for continuous tasks), computed in log space: ``log(mean p) - log(mean(1 - p))``."""
+    kinds = {t.name: t.kind for t in tasks}
+    out = {}
+    for name, la in a.items():
+        lb = b[name]
+        if kinds.get(name) == "continuous":
+            out[name] = 0.5 * (la + lb)
+            continue
+        sig = torch.nn.functional.logsigmoid
+        out[name] = (torch.logaddexp(sig(la), sig(lb)) - torch.logaddexp(sig(-la), sig(-lb)))
+    return out
+
+
 def _probs_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:
     if task.kind == "continuous":
         return logits
@@ -112,7 +135,7 @@ def _probs_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:
 def predict_proba(model: MultiTaskNet, dataset: Dataset, batch_size: int = 8,
                   device: str | torch.device = "auto", precision: str = "auto",
                   channels_last: bool | None = None, progress: bool = False,
-                  num_workers: int = 0) -> dict[str, np.ndarray]:
+                  num_workers: int = 0, tta: str = "none") -> dict[str, np.ndarray]:
     """Per-task probabilities of a model on every item of a dataset, in dataset order.
 
     Parameters
@@ -122,8 +145,9 @@ def predict_proba(model: MultiTaskNet, dataset: Dataset, batch_size: int = 8,
     dataset
         Items ``{"image": (1, D, H, W), ...}`` (``CTDataset``, :class:`ArrayDataset`); targets
         are not needed.
-    batch_size, device, precision, channels_last, num_workers
-        As in :class:`TrainConfig`.
+    batch_size, device, precision, channels_last, num_workers, tta
+        As in :class:`TrainConfig` (``tta="flip"``: the mean probability of each volume and its
+        left-right mirror image).
     progress
         Show a progress bar.
 
@@ -140,7 +164,7 @@ def predict_proba(model: MultiTaskNet, dataset: Dataset, batch_size: int = 8,
     if cl:
         model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     res = _run_inference(model, dataset, model.tasks, batch_size, dev, amp, cl,
-                         progress, with_targets=False, num_workers=num_workers)
+                         progress, with_targets=False, num_workers=num_workers, tta=tta)
     return {t.name: _probs_from_logits(t, res["logits"][t.name]) for t in model.tasks}
 
 

@@ -317,7 +317,7 @@ def _validate(model: MultiTaskNet, val_ds: Dataset, tasks: Sequence[Task], confi
         return {}, float("nan")
     res = _run_inference(model, val_ds, tasks, config.eval_batch_size or config.batch_size,
                          run.device, run.amp_dtype, run.channels_last, False, with_targets=True,
-                         num_workers=config.num_workers)
+                         num_workers=config.num_workers, tta=config.tta)
     return _validation_metrics(tasks, res, config.threshold)
 
 
