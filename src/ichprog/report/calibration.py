@@ -191,9 +191,10 @@ def calibration_section(rep: Report, cv_dir: str | Path, label: str = "",
         keep = [c for c in ("output", "rule", "threshold", "balanced_accuracy", "recall",
                             "specificity", "precision", "npv", "f1") if c in thm.columns]
         rep.table(thm[keep].set_index("output"),
-                  caption="Decision thresholds on the pooled test folds: the paper's 0.5 next "
-                          "to each fold's threshold chosen on its validation part (the "
-                          "threshold column shows their mean)")
+                  caption="Decision thresholds on the pooled test folds (recalibrated "
+                          "probabilities, where calibrated): the paper's 0.5 next to each "
+                          "fold's threshold chosen on its validation part (the threshold column "
+                          "shows their mean)")
     rep.figure(decision_curve_figure({f"{label or d.name} ({k})": v for k, v in curves.items()},
                                      title=f"Decision curve: {primary}"),
                name=f"decision-curve-{d.name}",
