@@ -229,8 +229,7 @@ def _performance(ens: Any, n_resamples: int, seed: int) -> dict[str, Any]:
     cv = CVResult.load(ens.source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tidy = cv.metrics() if callable(cv.metrics) else cv.metrics
-        per_fold = summary_stats(tidy)
+        per_fold = summary_stats(pd.DataFrame(cv.metrics))  # the tidy table (a property)
         pooled = []
         preds = cv.predictions
         for t in ens.preset:
