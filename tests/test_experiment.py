@@ -97,8 +97,10 @@ def test_predict_refuses_raw_or_misshaped_arrays(fitted, cohort):
 
 def test_fitted_model_save_load_round_trip(fitted, cohort, tmp_path):
     fitted.save(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "fitted.json", "history.csv", "model.safetensors", "model_card.json"]
+    files = ["fitted.json", "history.csv", "model.safetensors"]
+    # each file with its checksum record, verified by load(); and the model card
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
+        files + [f + ".sha256" for f in files] + ["model_card.json"])
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["format"] == "ichprog-model-card/1" and card["model"]["preset"] == fitted.preset.name
     assert card["data"]["n_train"] == len(fitted.info["train_ids"])

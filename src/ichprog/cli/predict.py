@@ -135,6 +135,14 @@ def predict_ensemble(args: argparse.Namespace) -> int:
         ens = load_ensemble(args.model, model=getattr(args, "preset", None))
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"--model: {exc}") from exc
+    skip = set(getattr(args, "skip_check", None) or ())
+    if skip:  # --skip-check: the same plausibility checks off for every fold model
+        import dataclasses
+
+        for m in ens.models:
+            checks = m.preprocess.checks
+            off = {n: False for n in checks.enabled if n in skip or "all" in skip}
+            m.preprocess = m.preprocess.replace(checks=dataclasses.replace(checks, **off))
     ds = ens.models[0]._dataset([str(s) for s in scans])
     table = ens.predict(list(ds.volumes), progress=not args.no_progress,
                         threshold=args.threshold)
