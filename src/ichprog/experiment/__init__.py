@@ -7,6 +7,10 @@
   returns a :class:`CVResult` with the per-patient predictions of every fold, the metrics of every
   task (``metrics``, ``summary()``), bootstrap intervals (``bootstrap()``) and the comparison
   with external readers (``compare_readers()``).
+* :func:`load_ensemble` reads the fold models of a cross-validation as one
+  :class:`FoldEnsemble`: mean probabilities with their spread across folds, calibration and
+  thresholds fitted on each fold's validation part, a model card
+  (:mod:`~ichprog.experiment.modelcard`).
 * :func:`ablation` runs :func:`ichprog.tasks.ablations` of a preset through
   :func:`cross_validate` on the same folds (the data of the paper's Fig. 2) and plots it.
 
@@ -85,6 +89,7 @@ from ichprog.experiment._common import (  # noqa: F401
 from ichprog.experiment.ablations import AblationResult, ablation, plot_ablation  # noqa: F401
 from ichprog.experiment.claims import ClaimsResult, check_claims, reference_predictions
 from ichprog.experiment.cv import CV_FORMAT, CVResult, cross_validate  # noqa: F401
+from ichprog.experiment.ensemble import ENSEMBLE_FORMAT, FoldEnsemble, load_ensemble  # noqa: F401
 from ichprog.experiment.fitted import FITTED_FORMAT, FittedModel, fit_multitask  # noqa: F401
 
 __all__ = [
@@ -100,4 +105,6 @@ __all__ = [
     "check_claims",
     "ClaimsResult",
     "reference_predictions",
+    "FoldEnsemble",
+    "load_ensemble",
 ]
