@@ -71,7 +71,7 @@ def test_serial_executor_keeps_the_order():
 def test_ray_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # the standard way to block an import
     with pytest.raises(MissingExtraError, match=r"pip install 'ichprog\[ray\]'") as err:
-        RayExecutor().map(abs, [1])
+        cross_validate(None, TASKS, executor="ray")
     assert err.value.extra == "ray"
 
 
@@ -227,3 +227,21 @@ def test_restarted_driver_trains_only_the_missing_folds(ray_cluster, cohort, ser
     assert both.reused_folds == [1] and both.folds == [0, 1]
     _assert_same_predictions(both.predictions,
                              serial_ablation.results["prognosis+age"].predictions)
+
+
+@pytest.mark.slow
+def test_cli_cv_runs_its_folds_on_ray(ray_cluster, tmp_path):
+    from ichprog.cli import EXIT_OK, main
+
+    out = tmp_path / "run"
+    assert main(["cv", "--out", str(out), "--no-progress", "--quiet", "--n-patients", "16",
+                 "--set", "data.phantom_shape=[16,40,40]", "--shape", "32", "32", "32",
+                 "--trunk", "densenet_tiny", "--epochs", "1", "--folds", "2",
+                 "--set", "cv.val_fraction=0.25", "--set", "cv.bootstrap=0",
+                 "--preset", "baseline_densenet", "--executor", "ray"]) == EXIT_OK
+    for fold in (0, 1):
+        meta = json.loads((out / "cv" / "baseline_densenet" / f"fold_{fold:02d}" /
+                           "fold.json").read_text())
+        assert meta["status"] == "done" and meta["n_test"] == 8
+    preds = pd.read_csv(out / "cv" / "predictions.csv")
+    assert preds["PatientID"].nunique() == 16

@@ -114,6 +114,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
                  max_retries: int = 2, *, threads: int | None = None,
                  init_kwargs: dict[str, Any] | None = None) -> None:
+        require_extra("ichprog.experiment.RayExecutor", "ray")
         if not num_cpus >= 0:
             raise ValueError(f"num_cpus must be >= 0, got {num_cpus!r}")
         if not num_gpus >= 0:
@@ -138,7 +139,6 @@ class RayExecutor(Executor):
                 f"threads={self.threads})")
 
     def _init(self) -> Any:
-        require_extra("ichprog.experiment.RayExecutor", "ray")
         import ray
 
         if not ray.is_initialized():
@@ -197,6 +197,8 @@ def as_executor(executor: str | Executor | None) -> Executor:
     ------
     ValueError
         An unknown name (the message lists the names).
+    ichprog._extras.MissingExtraError
+        ``"ray"`` without ``ichprog[ray]`` installed.
     TypeError
         Neither a name nor an :class:`Executor`.
     """
