@@ -22,6 +22,11 @@ def _private_volume_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["ICHPROG_CACHE"] = old
 
 
+#: Voxel-to-world matrix of :func:`head_ct` volumes: 7 x 7 mm in plane (a 224 mm field of view at
+#: 32 voxels, like a real head CT) and 4 mm slices, so that they pass the plausibility checks.
+HEAD_AFFINE = np.diag([7.0, 7.0, 4.0, 1.0])
+
+
 def head_ct(shape: tuple[int, int, int] = (32, 32, 8), seed: int = 0,
             bleed: bool = True) -> np.ndarray:
     """A synthetic axial head CT in Hounsfield units, int16, voxel order (x, y, z).
@@ -66,7 +71,7 @@ def cohort_dir(tmp_path: Path) -> Path:
 
     table = clinical_table()
     table.to_csv(tmp_path / "clinical.csv", index=False)
-    affine = np.diag([0.5, 0.5, 4.0, 1.0])
+    affine = HEAD_AFFINE
     for i, (pid, lab) in enumerate(zip(table["PatientID"], table["Label (poor_prognosis)"])):
         folder = tmp_path / ("POOR_PROGNOSIS" if lab else "GOOD_PROGNOSIS")
         save_volume(head_ct(seed=i), affine, folder / f"{pid}_brain.nii.gz")

@@ -45,9 +45,10 @@ PINNED: dict[str, set[str]] = {
     },
     "ichprog.data": {
         "AUTHORS_PREPROCESS", "Augment", "BINARY_COLUMNS", "COLUMNS", "CTDataset", "Cohort", "DicomError", "Fold",
-        "GantryTiltError", "ID_COLUMN", "LABEL_COLUMN", "MixedSeriesError", "ModalityError",
-        "NUMERIC_COLUMNS", "PhantomConfig", "PreprocessConfig", "SliceSpacingError", "Splits",
-        "TransferSyntaxError", "VolumeCache", "list_dicom_series", "load_cohort",
+        "GantryTiltError", "ID_COLUMN", "ImplausibleScanError", "ImplausibleScanWarning",
+        "LABEL_COLUMN", "MixedSeriesError", "ModalityError", "NUMERIC_COLUMNS", "PhantomConfig",
+        "PreprocessConfig", "ScanChecks", "SliceSpacingError", "Splits", "TransferSyntaxError",
+        "VolumeCache", "check_mask_grid", "check_scan", "list_dicom_series", "load_cohort",
         "load_dicom_series", "load_table", "load_volume", "make_phantom_cohort", "make_splits",
         "oversample", "phantom_table", "preprocess_volume", "save_dicom_series", "save_volume",
         "strip_skull", "to_original_space"
@@ -58,7 +59,8 @@ PINNED: dict[str, set[str]] = {
         "load_authors_checkpoint", "make_bf16_safe", "multitask_loss", "read_authors_state_dict"
     },
     "ichprog.training": {
-        "ArrayDataset", "TrainConfig", "TrainResult", "load_checkpoint", "load_weights",
+        "ArrayDataset", "CheckpointWarning", "TrainConfig", "TrainResult", "load_checkpoint",
+        "load_weights",
         "plot_history", "predict_proba", "read_sidecar", "resolve_channels_last",
         "resolve_device", "resolve_precision", "save_checkpoint", "save_weights",
         "seed_everything", "targets_to_classes", "train"

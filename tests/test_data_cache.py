@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import head_ct
-from ichprog.data import PreprocessConfig, VolumeCache, load_volume, preprocess_volume, save_volume
+from conftest import HEAD_AFFINE, head_ct
+from ichprog.data import (
+    ImplausibleScanError,
+    PreprocessConfig,
+    ScanChecks,
+    VolumeCache,
+    load_volume,
+    preprocess_volume,
+    save_volume,
+)
 from ichprog.data import cache as cache_module
 
 CFG = PreprocessConfig(shape=(8, 16, 16))
@@ -20,7 +28,7 @@ CFG = PreprocessConfig(shape=(8, 16, 16))
 @pytest.fixture
 def scan(tmp_path: Path) -> Path:
     path = tmp_path / "scan.nii.gz"
-    save_volume(head_ct((32, 32, 6)), np.diag([0.5, 0.5, 4.0, 1.0]), path)
+    save_volume(head_ct((32, 32, 6)), HEAD_AFFINE, path)
     return path
 
 
@@ -50,7 +58,7 @@ def test_keyed_by_content_and_settings(tmp_path: Path, scan: Path) -> None:
     shutil.copy(scan, copy)
     cache.get(copy)
     assert cache.misses == 1  # same bytes, same entry
-    save_volume(head_ct((32, 32, 6), seed=9), np.eye(4), scan)  # edit the file in place
+    save_volume(head_ct((32, 32, 6), seed=9), HEAD_AFFINE, scan)  # edit the file in place
     cache.get(scan)
     assert cache.misses == 2
     other = VolumeCache(tmp_path / "c", CFG.replace(window="bandpass"))
@@ -62,7 +70,7 @@ def test_keyed_by_content_and_settings(tmp_path: Path, scan: Path) -> None:
 
 def test_warm_computes_each_file_once(tmp_path: Path, scan: Path) -> None:
     second = tmp_path / "b.nii.gz"
-    save_volume(head_ct((32, 32, 6), seed=1), np.eye(4), second)
+    save_volume(head_ct((32, 32, 6), seed=1), HEAD_AFFINE, second)
     cache = VolumeCache(tmp_path / "c", CFG)
     assert cache.warm([scan, second, scan], progress=False) == 2
     assert cache.warm([scan, second], progress=False) == 0
@@ -94,9 +102,15 @@ def test_damaged_entry_is_recomputed(tmp_path: Path, scan: Path) -> None:
     with pytest.warns(RuntimeWarning, match="unreadable entry"):
         again = VolumeCache(tmp_path / "c", CFG).get(scan)
     np.testing.assert_array_equal(again, good)
-    np.save(cache.path_for(scan), np.zeros((2, 2, 2), np.float32))
+    # an entry of the wrong shape, with a matching checksum record
+    cache_module._atomic_save_npy(np.zeros((2, 2, 2), np.float32), cache.path_for(scan))
     with pytest.warns(RuntimeWarning, match="expected"):
         VolumeCache(tmp_path / "c", CFG).get(scan)
+    # a well-formed entry whose values changed after it was written: only the checksum sees it
+    np.save(cache.path_for(scan), good + 1.0)
+    with pytest.warns(RuntimeWarning, match="does not match the checksum"):
+        again = VolumeCache(tmp_path / "c", CFG).get(scan)
+    np.testing.assert_array_equal(again, good)
 
 
 def _fill(args: tuple[str, list[str]]) -> list[float]:
@@ -109,7 +123,7 @@ def test_two_processes_fill_the_same_cache(tmp_path: Path) -> None:
     paths = []
     for i in range(4):
         p = tmp_path / f"s{i}.nii.gz"
-        save_volume(head_ct((32, 32, 6), seed=i), np.eye(4), p)
+        save_volume(head_ct((32, 32, 6), seed=i), HEAD_AFFINE, p)
         paths.append(str(p))
     root = str(tmp_path / "shared")
     ctx = mp.get_context("fork")
@@ -136,7 +150,10 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.nii\.gz"):
         cache.get(tmp_path / "missing.nii.gz")
     save_volume(np.full((8, 8, 4), 3000, np.int16), np.eye(4), tmp_path / "bone.nii.gz")
-    with pytest.raises(ValueError, match=r"bone\.nii\.gz: strip_skull"):
+    with pytest.raises(ImplausibleScanError, match=r"bone\.nii\.gz: implausible head CT"):
         cache.get(tmp_path / "bone.nii.gz")
+    unchecked = VolumeCache(tmp_path / "c", CFG.replace(checks=ScanChecks.off()))
+    with pytest.raises(ValueError, match=r"bone\.nii\.gz: strip_skull"):
+        unchecked.get(tmp_path / "bone.nii.gz")
     with pytest.raises(TypeError):
         VolumeCache(tmp_path, config="paper")  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import clinical_table, head_ct
+from conftest import HEAD_AFFINE, clinical_table, head_ct
 from ichprog.data import Cohort, load_cohort, load_table, save_volume
 from ichprog.data.cohort import IncompletePatientsWarning
 from ichprog.tasks import AGE_BINARY, GCS_BINARY, GCS_ORDINAL, MT_ORD_GCS_BIN_AGE, PROGNOSIS
@@ -101,7 +101,7 @@ def test_flat_layout_and_suffix_choice(tmp_path: Path) -> None:
 
 def test_masks_are_found_and_optional(cohort_dir: Path) -> None:
     for pid in ("000", "003"):
-        save_volume(np.zeros((32, 32, 8), np.uint8), np.eye(4),
+        save_volume(np.zeros((32, 32, 8), np.uint8), HEAD_AFFINE,
                     cohort_dir / "masks" / f"{pid}_mask.nii.gz")
     cohort = load_cohort(cohort_dir / "clinical.csv", mask_dir=cohort_dir / "masks")
     assert list(cohort.mask_paths) == ["000", "003"]
@@ -296,7 +296,7 @@ def test_schema_report_and_all_columns() -> None:
 
 
 def test_masks_beside_scans_and_loose_scans(cohort_dir: Path) -> None:
-    save_volume(np.zeros((32, 32, 8), np.uint8), np.eye(4),
+    save_volume(np.zeros((32, 32, 8), np.uint8), HEAD_AFFINE,
                 cohort_dir / "GOOD_PROGNOSIS" / "000_mask.nii.gz")
     cohort = load_cohort(cohort_dir / "clinical.csv", mask_dir=cohort_dir)
     assert list(cohort.mask_paths) == ["000"]  # the scans themselves are not taken as masks

@@ -364,8 +364,12 @@ def test_saliency_command_on_dicom_folders(phantom_dicom: Path, tmp_path: Path) 
     real = _testdata("dicomdirtests/98892001/CT5N")
     phantom = sorted((phantom_dicom / "dicom").iterdir())[0]
     out = tmp_path / "maps"
-    assert main(["saliency", "--out", str(out), "--model", str(tmp_path / "model"), str(real),
-                 str(phantom), "--method", "guided_backprop", "--no-progress", "-q"]) == 0
+    # pydicom's CT5N is a 16 x 16 thumbnail of a CT (8 mm across): refused unless the size
+    # check is switched off
+    args = ["saliency", "--out", str(out), "--model", str(tmp_path / "model"), str(real),
+            str(phantom), "--method", "guided_backprop", "--no-progress", "-q"]
+    assert main(args) == 1
+    assert main([*args, "--skip-check", "size"]) == 0
     assert (out / "saliency" / "guided_backprop.png").is_file()
     for scan, name in ((real, "CT5N"), (phantom, phantom.name)):
         (path,) = (out / "saliency" / "maps").rglob(f"{name}_guided_backprop_*.nii.gz")

@@ -97,8 +97,10 @@ def test_predict_refuses_raw_or_misshaped_arrays(fitted, cohort):
 
 def test_fitted_model_save_load_round_trip(fitted, cohort, tmp_path):
     fitted.save(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "fitted.json", "history.csv", "model.safetensors"]
+    files = ["fitted.json", "history.csv", "model.safetensors"]
+    # each file with its checksum record, verified by load()
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
+        files + [f + ".sha256" for f in files])
     again = FittedModel.load(tmp_path / "m")
     paths = [cohort.image_path(i) for i in cohort.ids[:2]]
     pd.testing.assert_frame_equal(again.predict(paths), fitted.predict(paths))

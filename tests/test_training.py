@@ -167,9 +167,14 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_checkpoint_files_are_safetensors_and_json(tmp_path):
     ds = make_dataset(8)
     res = train(make_model(), ds, ds, cfg(), out_dir=tmp_path)
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [f"best-e{res.best_epoch:04d}.safetensors", "checkpoint.json", "history.csv",
-                     "history.png", "state-e0002.safetensors", "weights-e0002.safetensors"]
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".sha256"))
+    # the last epoch's checkpoint and the one before it (the fall-back on resume)
+    assert names == [f"best-e{res.best_epoch:04d}.safetensors", "checkpoint.json",
+                     "checkpoint.prev.json", "history.csv", "history.png",
+                     "state-e0001.safetensors", "state-e0002.safetensors",
+                     "weights-e0001.safetensors", "weights-e0002.safetensors"]
+    records = sorted(p.name[:-7] for p in tmp_path.iterdir() if p.name.endswith(".sha256"))
+    assert records == [n for n in names if n.endswith((".safetensors", ".json"))]
     side = json.loads((tmp_path / "checkpoint.json").read_text())
     assert side["epoch"] == 2 and side["finished"] is True
     assert side["config"]["lr"] == 1e-3 and len(side["config_hash"]) == 20

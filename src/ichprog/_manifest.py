@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ichprog._util import write_text
+from ichprog._util import read_text_verified, write_text
 
 #: The file name of the manifest in a run folder.
 MANIFEST_FILE = "run.json"
@@ -185,7 +185,8 @@ class RunManifest:
         Raises
         ------
         ValueError
-            The file is not valid JSON or not a valid manifest (the message names the file).
+            The file is not valid JSON or not a valid manifest, or does not match its checksum
+            record (:class:`ichprog._util.IntegrityError`); the message names the file.
         """
         p = Path(path)
         if p.is_dir():
@@ -195,7 +196,7 @@ class RunManifest:
                 return cls()
             raise FileNotFoundError(f"no run manifest {p}")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_text_verified(p))  # against its checksum record
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{p} is not valid JSON: {exc}") from exc
         return cls.from_dict(data, source=str(p))
@@ -206,5 +207,5 @@ class RunManifest:
         p = Path(path)
         if p.is_dir():
             p = p / MANIFEST_FILE
-        write_text(p, json.dumps(self.to_dict(), indent=2, default=str))
+        write_text(p, json.dumps(self.to_dict(), indent=2, default=str), checksum=True)
         return p

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from ichprog._util import verify_checksum
 from ichprog.constants import ID_COLUMN, OLD_ID_COLUMNS, PREDICTION_COLUMNS
 
 
@@ -131,6 +132,7 @@ def check_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataF
 def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a long prediction table from a CSV file (see :func:`check_predictions`)."""
     p = Path(path)
+    verify_checksum(p)  # against the record written with it, when there is one
     df = pd.read_csv(p, dtype={ID_COLUMN: str, **{c: str for c in OLD_ID_COLUMNS}})
     return check_predictions(df, source=str(p))
 

@@ -25,6 +25,7 @@ subcommand), :mod:`~ichprog.cli.parser` (:func:`build_parser`) and this module (
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -173,6 +174,24 @@ def _summarize_warnings(caught: Sequence[warnings.WarningMessage], quiet: bool) 
               file=sys.stderr)
 
 
+def _run_folder_lock(args: Any) -> contextlib.AbstractContextManager[Any]:
+    """The lock of the folder a command writes into (``--out``; the run folder of ``report``):
+    a second command on the same folder stops with an error instead of mixing its files in."""
+    from ichprog._util import FolderLock
+
+    if args.command == "predict":  # writes one file, atomically
+        return contextlib.nullcontext()
+    if args.command == "report":
+        folder = args.out if args.out is not None else args.run_dir
+        if not args.run_dir.is_dir():
+            return contextlib.nullcontext()  # the command reports the missing folder
+    else:
+        folder = getattr(args, "out", None)
+    if folder is None:
+        return contextlib.nullcontext()
+    return FolderLock(folder, "run folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ichprog`` console script.
 
@@ -199,11 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         _check_extras(args.command)
-        if debug:
-            return _HANDLERS[args.command](args)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            code = _HANDLERS[args.command](args)
+        with _run_folder_lock(args):
+            if debug:
+                return _HANDLERS[args.command](args)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                code = _HANDLERS[args.command](args)
         _summarize_warnings(caught, quiet=bool(getattr(args, "quiet", False)))
         return code
     except (ConfigError, MissingExtraError) as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._extras import MissingExtraError
+from ichprog._util import save_figure, write_csv
 from ichprog._version import __version__
 from ichprog.cli.config import LONG_CLAIMS, _demo_modes, _presets
 from ichprog.cli.errors import EXIT_OK, ConfigError
@@ -31,7 +32,20 @@ from ichprog.cli.stages import (
 
 
 def _fitted_from_args(args: argparse.Namespace) -> Any:
-    """The model of ``--model``: a saved folder, or an authors' checkpoint with ``--preset``."""
+    """The model of ``--model`` (a saved folder, or an authors' checkpoint with ``--preset``),
+    with the plausibility checks that ``--skip-check`` switches off removed."""
+    fitted = _fitted_model(args)
+    skip = set(getattr(args, "skip_check", None) or ())
+    if skip:
+        import dataclasses
+
+        checks = fitted.preprocess.checks
+        off = {n: False for n in checks.enabled if n in skip or "all" in skip}
+        fitted.preprocess = fitted.preprocess.replace(checks=dataclasses.replace(checks, **off))
+    return fitted
+
+
+def _fitted_model(args: argparse.Namespace) -> Any:
     if args.model.is_file():
         if not args.preset:
             raise ConfigError(f"--model {args.model} is a checkpoint file: give its tasks with "
@@ -76,7 +90,7 @@ def _scan_names(scans: list[Path]) -> dict[str, Path]:
 
 def _saliency_of_scans(args: argparse.Namespace) -> int:
     from ichprog import saliency
-    from ichprog.data import load_volume, preprocess_volume
+    from ichprog.data.cache import load_preprocessed
 
     if not args.scans:
         raise ConfigError("--model needs the scans to explain (NIfTI files or DICOM folders)")
@@ -84,12 +98,8 @@ def _saliency_of_scans(args: argparse.Namespace) -> int:
     fitted = _fitted_from_args(args)
     names = _scan_names(args.scans)
     volumes = {}
-    for name, path in names.items():
-        array, affine = load_volume(path)
-        try:
-            volumes[name] = preprocess_volume(array, affine, fitted.preprocess)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+    for name, path in names.items():  # read, checked for plausibility and pre-processed
+        volumes[name] = load_preprocessed(path, fitted.preprocess)
     out = args.out / "saliency"
     out.mkdir(parents=True, exist_ok=True)
     for method in args.method or ["guided_backprop", "guided_gradcam"]:
@@ -97,7 +107,7 @@ def _saliency_of_scans(args: argparse.Namespace) -> int:
                                     task=args.task, target=args.target, threshold=0.5,
                                     progress=not args.no_progress)
         fig = saliency.plot_model_grid(volumes, res)
-        fig.savefig(out / f"{method}.png", dpi=100, bbox_inches="tight", facecolor="white")
+        save_figure(fig, out / f"{method}.png", dpi=100, bbox_inches="tight", facecolor="white")
         saliency.save_maps(res, out / "maps", references={n: str(p) for n, p in names.items()},
                            config=fitted.preprocess, progress=not args.no_progress)
     if not args.quiet:
@@ -158,8 +168,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     fitted = _fitted_from_args(args)
     df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out)
+        write_csv(df, args.out, index=True)
         if not args.quiet:
             print(f"wrote {args.out}")
     else:

@@ -326,6 +326,15 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "n_patients": _Key("int", 4, "test patients explained per model", low=1, high=10000),
         "fold": _Key("int", 0, "fold whose model is explained", low=0),
     },
+    "checks": {
+        "hu_range": _Key("bool", True, "scans must span a Hounsfield range (not blank, not "
+                         "normalised)"),
+        "tissue": _Key("bool", True, "air, brain and bone fractions of a head CT in HU"),
+        "size": _Key("bool", True, "minimum size and field of view against the network input"),
+        "mask_grid": _Key("bool", True, "a lesion mask on its scan's voxel grid"),
+        "action": _Key("str", "error", "what a failed check does: 'error' or 'warn'",
+                       choices=("error", "warn")),
+    },
 }
 
 
@@ -445,7 +454,28 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>",
                 raise ConfigError(f"{source}: unknown key '{key}' in [{section}]; known keys: "
                                   + ", ".join(CONFIG_SCHEMA[section]))
             cfg[section][key] = _coerce(value, spec, f"{source}: [{section}] {key}")
+    _check_consistency(cfg, raw, source)
     return cfg
+
+
+def _check_consistency(cfg: Mapping[str, Mapping[str, Any]], raw: Mapping[str, Any],
+                       source: str) -> None:
+    """Checks between keys, so that a contradiction stops a command before anything runs."""
+    data = cfg["data"]
+    raw_data = raw.get("data", {}) if isinstance(raw.get("data", {}), Mapping) else {}
+    if data["source"] == "phantom" and data["table"]:
+        how = ("[data] source is not set and defaults to 'phantom'" if "source" not in raw_data
+               else "[data] source = 'phantom'")
+        raise ConfigError(f"{source}: [data] table = {data['table']!r} is set but {how}, which "
+                          "would ignore the table and train on a generated phantom cohort; set "
+                          "[data] source = 'table' to use your table, or remove [data] table")
+    cv = cfg["cv"]
+    if cv["bootstrap"] and cv["bootstrap_fold"] >= cv["folds"]:
+        raise ConfigError(f"{source}: [cv] bootstrap_fold = {cv['bootstrap_fold']} is out of "
+                          f"range for [cv] folds = {cv['folds']} (0-{cv['folds'] - 1})")
+    if cfg["saliency"]["fold"] >= cv["folds"]:
+        raise ConfigError(f"{source}: [saliency] fold = {cfg['saliency']['fold']} is out of "
+                          f"range for [cv] folds = {cv['folds']} (0-{cv['folds'] - 1})")
 
 
 def load_config(path: str | os.PathLike[str] | None,

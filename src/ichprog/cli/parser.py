@@ -221,6 +221,10 @@ def _add_predict(sub: Any) -> None:
                    help="NIfTI files or folders of DICOM files (one CT series each)")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the predictions to this CSV (default: print them)")
+    p.add_argument("--skip-check", action="append", metavar="CHECK",
+                   choices=("hu_range", "tissue", "size", "mask_grid", "all"),
+                   help="switch off a plausibility check of the scans (repeatable): hu_range, "
+                        "tissue, size, mask_grid or all (see docs/reliability.md)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
 
@@ -267,6 +271,10 @@ def _add_saliency(sub: Any) -> None:
                    help="the head to explain (default prognosis)")
     g.add_argument("--target", type=int, default=1, metavar="K",
                    help="the class to explain (default 1: poor prognosis)")
+    g.add_argument("--skip-check", action="append", metavar="CHECK",
+                   choices=("hu_range", "tissue", "size", "mask_grid", "all"),
+                   help="switch off a plausibility check of the scans (repeatable): hu_range, "
+                        "tissue, size, mask_grid or all (see docs/reliability.md)")
 
 
 def _add_report(sub: Any) -> None:

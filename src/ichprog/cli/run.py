@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ichprog._manifest import MANIFEST_FILE, RunManifest
-from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash
+from ichprog._util import MANIFEST_PACKAGES, package_versions, stable_hash, write_text
 from ichprog.cli.config import _config_from_args, dump_config
 from ichprog.constants import GCS_COLUMN
 
@@ -44,15 +44,24 @@ class _Run:
         self.manifest.versions = package_versions(MANIFEST_PACKAGES, source="distribution")
         self.manifest.title = f"ichprog report: {cfg['run']['name']}"
         self.manifest.reused = []
-        (out / "config.toml").write_text(dump_config(cfg), encoding="utf-8")
-        self.save()
+        # config.toml and run.json are written when the first stage starts (commit), so that a
+        # command failing on its inputs leaves the records of the folder's last run as they were
+        self._committed = False
 
     def say(self, msg: str) -> None:
         if not self.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    def commit(self) -> None:
+        """Write ``config.toml`` and ``run.json``: the inputs are valid and work begins."""
+        if not self._committed:
+            self._committed = True
+            write_text(self.out / "config.toml", dump_config(self.cfg))
+        self.save()
+
     def save(self) -> None:
-        self.manifest.save(self.out / MANIFEST_FILE)
+        if self._committed:
+            self.manifest.save(self.out / MANIFEST_FILE)
 
     def done(self, stage: str, key: Any) -> bool:
         marker = self.out / stage / ".done.json"
@@ -65,8 +74,7 @@ class _Run:
 
     def mark_done(self, stage: str, key: Any) -> None:
         (self.out / stage).mkdir(parents=True, exist_ok=True)
-        (self.out / stage / ".done.json").write_text(json.dumps({"key": _hash(key)}),
-                                                     encoding="utf-8")
+        write_text(self.out / stage / ".done.json", json.dumps({"key": _hash(key)}))
 
     @contextlib.contextmanager
     def stage(self, name: str, key: Any) -> Iterator[bool]:
@@ -77,6 +85,7 @@ class _Run:
             self.save()
             yield False
             return
+        self.commit()
         self.say(f"[{name}] running ...")
         t0 = time.perf_counter()
         yield True
@@ -91,16 +100,22 @@ class _Run:
 _DERIVED = ("tabular", "cv", "ablation", "saliency", "train", "cache", "splits.json")
 
 
-def _forget_results(run: _Run) -> None:
-    """A new phantom cohort reuses the patient IDs of the old one: drop everything computed on
-    the old cohort so that no finished fold or cached volume is reused by mistake."""
+def _forget_results(run: _Run, reason: str = "") -> None:
+    """A new cohort (a phantom generated anew, an edited clinical table) reuses the patient IDs
+    of the old one: drop everything computed on the old cohort so that no finished fold or
+    cached volume is reused by mistake."""
     import shutil
 
     gone = [n for n in _DERIVED if (run.out / n).exists()]
     if not gone:
         return
-    run.say(f"[phantom] the cohort settings changed: removing the results computed on the "
-            f"previous cohort ({', '.join(gone)})")
+    run.commit()
+    if reason:
+        print(f"warning: {reason}: removing the results computed on it ({', '.join(gone)})",
+              file=sys.stderr, flush=True)
+    else:
+        run.say(f"[phantom] the cohort settings changed: removing the results computed on the "
+                f"previous cohort ({', '.join(gone)})")
     for n in gone:
         path = run.out / n
         if path.is_dir():
@@ -132,7 +147,7 @@ def _start(args: argparse.Namespace, base: Mapping[str, Mapping[str, Any]] | Non
 def _finish(run: _Run, t0: float) -> None:
     run.manifest.wall_time_s = round(time.perf_counter() - t0, 1)
     run.manifest.summary["wall time"] = _duration(run.manifest.wall_time_s)
-    run.save()
+    run.commit()
 
 
 def _duration(seconds: float) -> str:

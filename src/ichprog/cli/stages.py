@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ichprog._util import save_figure, write_csv, write_text
 from ichprog._version import __version__
 from ichprog.cli.config import _presets
 from ichprog.cli.errors import ConfigError
@@ -32,8 +33,16 @@ def _load_cohort(run: _Run) -> Any:
         table = Path(data["table"])
         if not table.is_file():
             raise ConfigError(f"[data] table: file {table} does not exist")
+        for name in ("image_dir", "mask_dir"):
+            if data[name] and not Path(data[name]).is_dir():
+                raise ConfigError(f"[data] {name} (--{name.replace('_', '-')}): folder "
+                                  f"{data[name]} does not exist")
+        if not data["image_dir"]:
+            run.say(f"[data] scans are looked for in the table's folder {table.parent.resolve()} "
+                    "([data] image_dir / --image-dir is not set)")
         cohort = load_cohort(table, image_dir=data["image_dir"] or None,
-                             mask_dir=data["mask_dir"] or None)
+                             mask_dir=data["mask_dir"] or None, scan_checks=_scan_checks(cfg))
+        _check_table_unchanged(run, table)
         run.manifest.phantom = False
     else:
         from ichprog.data import make_phantom_cohort
@@ -49,10 +58,34 @@ def _load_cohort(run: _Run) -> Any:
         from ichprog.data import load_cohort
 
         cohort = load_cohort(pdir / "clinical.csv", image_dir=pdir,
-                             mask_dir=pdir / "masks" if (pdir / "masks").is_dir() else None)
+                             mask_dir=pdir / "masks" if (pdir / "masks").is_dir() else None,
+                             scan_checks=_scan_checks(cfg))
         run.manifest.phantom = True
     _describe_cohort(run, cohort)
     return cohort
+
+
+def _check_table_unchanged(run: _Run, table: Path) -> None:
+    """Key the run folder's results on the clinical table's content: when the table's SHA-256
+    differs from the one recorded in ``run.json``, the results computed on the old table are
+    removed (and the user is told), so that no model trained on other data is reused."""
+    from ichprog._util import file_sha256
+
+    digest = file_sha256(table)
+    old = run.manifest.extra.get("table_sha256")
+    if old is not None and old != digest:
+        _forget_results(run, reason=f"the clinical table {table} changed since the results in "
+                                    f"this folder were computed (SHA-256 {old[:12]}... -> "
+                                    f"{digest[:12]}...)")
+    run.manifest.extra["table_sha256"] = digest
+
+
+def _scan_checks(cfg: Mapping[str, Any]) -> Any:
+    from ichprog.data import ScanChecks
+
+    c = cfg["checks"]
+    return ScanChecks(hu_range=c["hu_range"], tissue=c["tissue"], size=c["size"],
+                      mask_grid=c["mask_grid"], action=c["action"])
 
 
 def _not_available(what: str, exc: Exception) -> RuntimeError:
@@ -83,8 +116,8 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
     res = tabular.table1(cohort, folds=tab["folds"], seed=seed, progress=progress,
                          val_fraction=tab["val_fraction"],
                          params={"dnn": {"max_epochs": tab["dnn_epochs"]}})
-    res.metrics.to_csv(out / "metrics.csv", index=False)
-    res.predictions.to_csv(out / "predictions.csv", index=False)
+    write_csv(res.metrics, out / "metrics.csv", checksum=True)
+    write_csv(res.predictions, out / "predictions.csv", checksum=True)
     if tab["shap"]:
         rows = []
         for label, r in res.results.items():
@@ -98,11 +131,11 @@ def _run_tabular(tabular: Any, cohort: Any, cfg: Mapping[str, Any], out: Path, r
                      for f, v in zip(imp["feature"], imp["mean_abs_shap"])]
             tabular.plot_shap(expl, out, name="shap_" + r.model, kinds=("beeswarm",),
                               title=f"SHAP values, {label}, out of fold")
-        pd.DataFrame(rows, columns=["model", "feature", "importance"]).to_csv(
-            out / "shap.csv", index=False)
+        write_csv(pd.DataFrame(rows, columns=["model", "feature", "importance"]),
+                  out / "shap.csv", checksum=True)
     if tab["boundaries"]:
         cut = tabular.decision_boundaries(cohort, seed=seed)
-        (out / "boundaries.json").write_text(json.dumps(cut, indent=2), encoding="utf-8")
+        write_text(out / "boundaries.json", json.dumps(cut, indent=2), checksum=True)
         tabular.plot_decision_regions(cohort, out / "decision_regions.png", boundaries=cut,
                                       seed=seed)
         run.manifest.tabular["learned cut-offs"] = cut
@@ -114,7 +147,8 @@ def _preprocess_config(cfg: Mapping[str, Any]) -> Any:
     p = cfg["preprocess"]
     return PreprocessConfig(shape=tuple(p["shape"]), window=p["window"],
                             window_level=p["window_level"], window_width=p["window_width"],
-                            skull_strip=p["skull_strip"], reorient=p["reorient"])
+                            skull_strip=p["skull_strip"], reorient=p["reorient"],
+                            checks=_scan_checks(cfg))
 
 
 def _train_config(cfg: Mapping[str, Any], seed: int) -> Any:
@@ -219,19 +253,21 @@ def _write_results(folder: Path, results: Sequence[Mapping[str, Any]], cfg: Mapp
                    bootstrap: bool) -> None:
     import pandas as pd
 
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.concat([r["metrics"] for r in results], ignore_index=True).to_csv(
-        folder / "metrics.csv", index=False)
-    pd.concat([r["predictions"] for r in results], ignore_index=True).to_csv(
-        folder / "predictions.csv", index=False)
+    # everything is computed before the first file is written (the bootstrap can fail)
+    tables = {"metrics.csv": pd.concat([r["metrics"] for r in results], ignore_index=True),
+              "predictions.csv": pd.concat([r["predictions"] for r in results],
+                                           ignore_index=True)}
     hist = [r["history"] for r in results if len(r["history"])]
     if hist:
-        pd.concat(hist, ignore_index=True).to_csv(folder / "history.csv", index=False)
+        tables["history.csv"] = pd.concat(hist, ignore_index=True)
     if bootstrap:
         cis = [c for c in (_bootstrap(cfg, r["result"]) for r in results
                            if "prognosis" in r["result"].preset.task_names) if c is not None]
         if cis:
-            pd.concat(cis, ignore_index=True).to_csv(folder / "bootstrap.csv", index=False)
+            tables["bootstrap.csv"] = pd.concat(cis, ignore_index=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        write_csv(df, folder / name, checksum=True)
 
 
 def _image_key(cfg: Mapping[str, Any], *extra: Any) -> dict[str, Any]:
@@ -309,7 +345,7 @@ def _stage_claims(run: _Run, cohort: Any) -> None:
                            n_resamples=cfg["cv"]["bootstrap"] or 1000, out_dir=run.out / "cv",
                            cv_kwargs=kwargs, progress=cfg["run"]["progress"])
         res.save(run.out / "claims")
-        res.summary().to_csv(run.out / "claims.csv", index=False)
+        write_csv(res.summary(), run.out / "claims.csv", checksum=True)
         if len(res.learning_curve):
             import matplotlib.pyplot as plt
 
@@ -388,7 +424,8 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
             rows = {i: f"{'poor' if labels[i] else 'good'} prognosis ({i})" for i in ids}
             fig = saliency.plot_model_grid(volumes, res, masks=masks or None, row_labels=rows,
                                            model_labels={m: labels_txt.get(m, m) for m in order})
-            fig.savefig(out / f"{method}.png", dpi=100, bbox_inches="tight", facecolor="white")
+            save_figure(fig, out / f"{method}.png", dpi=100, bbox_inches="tight",
+                        facecolor="white")
             if masks:
                 brains = {i: saliency.brain_mask(v) for i, v in volumes.items() if i in masks}
                 sc = saliency.lesion_scores({m: {i: res.maps[m][i] for i in masks}
@@ -396,5 +433,6 @@ def _stage_saliency(run: _Run, cohort: Any) -> None:
                 sc.insert(0, "method", method)
                 tables.append(sc)
         if tables:
-            pd.concat(tables, ignore_index=True).to_csv(out / "lesion_scores.csv", index=False)
+            write_csv(pd.concat(tables, ignore_index=True), out / "lesion_scores.csv",
+                      checksum=True)
         run.manifest.saliency = {"fold": fold_index, "patients": ids}

@@ -42,6 +42,12 @@ _EXPORTS: dict[str, str] = {
     "preprocess_volume": "preprocess",
     "strip_skull": "preprocess",
     "to_original_space": "preprocess",
+    # plausibility.py
+    "ScanChecks": "plausibility",
+    "ImplausibleScanError": "plausibility",
+    "ImplausibleScanWarning": "plausibility",
+    "check_scan": "plausibility",
+    "check_mask_grid": "plausibility",
     # cache.py
     "VolumeCache": "cache",
     # dataset.py

@@ -7,6 +7,7 @@ configuration and keeps the float32 ``(D, H, W)`` result on disk::
 
     <root>/<config.key()>/config.json
     <root>/<config.key()>/<sha256 of the file's bytes>.npy
+    <root>/<config.key()>/<sha256 of the file's bytes>.npy.sha256
 
 (for a DICOM folder, the hash of its files' names and contents)
 Entries are keyed by the file's *content* (so renaming or copying a scan reuses its entry and
@@ -14,6 +15,8 @@ editing it makes a new one) and by the pre-processing settings. Within a process
 of a file is remembered by (path, size, modification time), so a cached epoch reads each file's
 ``.npy`` only. Every write goes to a temporary file that is then renamed with :func:`os.replace`:
 two processes may fill the same cache at once, and an interrupted write leaves no partial entry.
+Each entry has a checksum record (``.npy.sha256``) that is verified when the entry is read; a
+damaged entry is reported with a warning and computed again.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ichprog._util import atomic_write, write_text
+from ichprog._util import CHECKSUM_SUFFIX, atomic_write, file_sha256, verify_checksum, write_text
 from ichprog.data.nifti import load_volume
+from ichprog.data.plausibility import check_scan
 from ichprog.data.preprocess import PIPELINE_VERSION, PreprocessConfig, preprocess_volume
 
 __all__ = ["VolumeCache", "default_cache_root", "file_digest", "load_preprocessed", "CACHE_ENV"]
@@ -37,7 +41,6 @@ __all__ = ["VolumeCache", "default_cache_root", "file_digest", "load_preprocesse
 #: Environment variable that sets the default cache folder.
 CACHE_ENV = "ICHPROG_CACHE"
 
-_CHUNK = 1 << 20
 
 
 def default_cache_root() -> Path:
@@ -61,11 +64,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         for member in _folder_files(p):
             h.update(f"{member.name}\0{file_digest(member)}\n".encode())
         return h.hexdigest()
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(p)
 
 
 def load_preprocessed(
@@ -79,10 +78,15 @@ def load_preprocessed(
     FileNotFoundError, ValueError
         From :func:`~ichprog.data.load_volume` and :func:`~ichprog.data.preprocess_volume`; the
         message names the file.
+    ImplausibleScanError
+        The scan fails a plausibility check of ``config.checks``
+        (:func:`~ichprog.data.check_scan`).
     """
+    cfg = config if config is not None else PreprocessConfig()
     array, affine = load_volume(path)
+    check_scan(array, affine, str(path), input_shape=cfg.shape, checks=cfg.checks)
     try:
-        return preprocess_volume(array, affine, config)
+        return preprocess_volume(array, affine, cfg)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
@@ -92,7 +96,7 @@ def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
             np.save(f, array, allow_pickle=False)
 
-    atomic_write(dest, write, fsync=False)
+    atomic_write(dest, write, fsync=False, checksum=True)
 
 
 class VolumeCache:
@@ -177,6 +181,7 @@ class VolumeCache:
 
     def _read(self, entry: Path) -> np.ndarray | None:
         try:
+            verify_checksum(entry)
             arr = np.load(entry, allow_pickle=False)
         except FileNotFoundError:
             return None
@@ -253,9 +258,11 @@ class VolumeCache:
             return 0
         n = 0
         for f in self.folder.iterdir():
-            if f.is_file():
+            if f.is_file() and not f.name.endswith(CHECKSUM_SUFFIX):
                 f.unlink(missing_ok=True)
                 n += 1
+            elif f.is_file():
+                f.unlink(missing_ok=True)
         self.folder.rmdir()
         return n
 

@@ -35,7 +35,8 @@ from ichprog.constants import (
 )
 from ichprog.data import schema
 from ichprog.data.dicom import is_dicom_folder
-from ichprog.data.nifti import NIFTI_SUFFIXES, check_volume
+from ichprog.data.nifti import NIFTI_SUFFIXES, check_volume, volume_geometry
+from ichprog.data.plausibility import ScanChecks, check_mask_grid
 
 __all__ = [
     "Cohort",
@@ -78,8 +79,8 @@ def load_table(path: str | os.PathLike[str], sheet_name: str | int = 0) -> pd.Da
     ----------
     path
         ``.csv`` (UTF-8, with or without BOM; Windows-1252 is accepted as a fallback; fields
-        separated by ``,``, or by ``;`` with decimal commas as spreadsheets export them in many
-        European locales) or ``.xlsx`` / ``.xls`` file with a ``PatientID`` column.
+        separated by ``,``, by ``;`` with decimal commas as spreadsheets export them in many
+        European locales, or by tabs, recognised from the header line) or ``.xlsx`` / ``.xls`` file with a ``PatientID`` column.
     sheet_name
         Sheet of a spreadsheet file.
 
@@ -95,21 +96,34 @@ def load_table(path: str | os.PathLike[str], sheet_name: str | int = 0) -> pd.Da
     FileNotFoundError
         The file does not exist.
     ValueError
-        Unknown file type, no ``PatientID`` column, or missing or duplicated patient IDs (the
-        message names the rows and IDs).
+        Unknown file type, an empty (0-byte) or unparsable file, no ``PatientID`` column, or
+        missing or duplicated patient IDs (the message names the file, the rows and IDs).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"clinical table not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"clinical table: expected a file, got a folder: {path}")
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the clinical table is an empty file (0 bytes)")
     if suffix in (".csv", ".txt", ".tsv"):
         sep = "\t" if suffix == ".tsv" else ","
         df = _read_csv(path, sep=sep, decimal=".")
         if len(df.columns) == 1 and ";" in str(df.columns[0]):
             # a spreadsheet export with the European convention: ';' between fields, ',' decimals
             df = _read_csv(path, sep=";", decimal=",")
+        elif sep == "," and len(df.columns) == 1 and "\t" in str(df.columns[0]):
+            # tab-separated values under a .csv name: read as such (the header shows the tabs)
+            df = _read_csv(path, sep="\t", decimal=".")
     elif suffix in (".xlsx", ".xlsm", ".xls"):
-        df = pd.read_excel(path, sheet_name=sheet_name, dtype={schema.ID_COLUMN: str})
+        try:
+            df = pd.read_excel(path, sheet_name=sheet_name, dtype={schema.ID_COLUMN: str})
+        except (ValueError, OSError, KeyError) as exc:
+            raise ValueError(f"{path}: cannot read the spreadsheet ({exc})") from exc
+        except Exception as exc:  # zipfile.BadZipFile and the engines' own errors
+            raise ValueError(f"{path}: not a readable spreadsheet ({type(exc).__name__}: "
+                             f"{exc})") from exc
     else:
         raise ValueError(f"{path}: unknown table type {suffix!r}; use .csv or .xlsx")
     return _index_by_patient(df, source=str(path))
@@ -118,9 +132,16 @@ def load_table(path: str | os.PathLike[str], sheet_name: str | int = 0) -> pd.Da
 def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     kwargs: dict[str, Any] = {"sep": sep, "decimal": decimal, "dtype": {schema.ID_COLUMN: str}}
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
-    except UnicodeDecodeError:
-        return pd.read_csv(path, encoding="cp1252", **kwargs)
+        try:
+            return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+        except UnicodeDecodeError:
+            return pd.read_csv(path, encoding="cp1252", **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{path}: the clinical table holds no columns (an empty or blank "
+                         "file)") from exc
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: not a readable {'tab' if sep == chr(9) else repr(sep)}-"
+                         f"separated table ({exc})") from exc
 
 
 def _index_by_patient(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -720,6 +741,7 @@ def load_cohort(
     check_images: Literal["none", "header", "full"] = "header",
     required_columns: Sequence[str] | str = REQUIRED_COLUMNS,
     progress: bool = False,
+    scan_checks: ScanChecks | None = None,
 ) -> Cohort:
     """Load a cohort: the clinical table joined by ``PatientID`` to the scans of a folder.
 
@@ -756,6 +778,11 @@ def load_cohort(
         Columns that must be present and valid (see :class:`Cohort`).
     progress
         Show a progress bar while the scans are checked.
+    scan_checks
+        Plausibility settings (:class:`~ichprog.data.ScanChecks`, default every check): with
+        ``check_images`` other than ``"none"``, a lesion mask must lie on its scan's voxel grid
+        (same shape and affine, read from the headers) and is never resampled silently. The
+        voxel checks of the scans run when they are pre-processed (``PreprocessConfig.checks``).
 
     Returns
     -------
@@ -791,7 +818,7 @@ def load_cohort(
     if not len(df):
         raise ValueError(f"{source}: no complete patient left (dropped: {dropped})")
     _check_folder_labels(df, images, folder_label)
-    _check_scans(df, images, masks, check_images, progress)
+    _check_scans(df, images, masks, check_images, progress, scan_checks)
     _warn_left_out(dropped, ignored_images, source)
     cohort = Cohort(
         df,
@@ -865,8 +892,9 @@ def _check_folder_labels(df: pd.DataFrame, images: Mapping[str, Path],
 
 
 def _check_scans(df: pd.DataFrame, images: Mapping[str, Path], masks: Mapping[str, Path],
-                 check_images: str, progress: bool) -> None:
-    """Read every scan's and mask's header (``"header"``) or all its voxels (``"full"``)."""
+                 check_images: str, progress: bool, scan_checks: ScanChecks | None = None) -> None:
+    """Read every scan's and mask's header (``"header"``) or all its voxels (``"full"``), and
+    compare each mask's grid with its scan's."""
     if check_images not in ("none", "header", "full"):
         raise ValueError(f"check_images must be 'none', 'header' or 'full', got {check_images!r}")
     if check_images == "none":
@@ -886,6 +914,12 @@ def _check_scans(df: pd.DataFrame, images: Mapping[str, Path], masks: Mapping[st
                     if hasattr(exc, attr):
                         setattr(new, attr, getattr(exc, attr))
                 raise new from exc
+        mask = masks.get(pid)
+        if mask is not None and (scan_checks is None or scan_checks.mask_grid):
+            s_shape, s_aff = volume_geometry(images[pid])
+            m_shape, m_aff = volume_geometry(mask)
+            check_mask_grid(m_shape, m_aff, s_shape, s_aff, f"patient {pid!r}: {mask}",
+                            checks=scan_checks)
 
 
 def _warn_left_out(dropped: Mapping[str, str], ignored_images: Mapping[str, Path],

@@ -18,7 +18,8 @@ import numpy as np
 
 from ichprog._util import atomic_write
 
-__all__ = ["load_volume", "save_volume", "check_volume", "is_dicom_input", "NIFTI_SUFFIXES"]
+__all__ = ["load_volume", "save_volume", "check_volume", "volume_geometry", "is_dicom_input",
+           "NIFTI_SUFFIXES"]
 
 #: File name endings recognised as NIfTI volumes when scanning folders.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
@@ -47,6 +48,51 @@ def _load_image(path: Path) -> Any:
         return nib.load(str(path))
     except Exception as exc:  # nibabel raises several unrelated types for bad headers
         raise ValueError(f"cannot read {path} as a NIfTI (or other nibabel) image: {exc}") from exc
+
+
+#: Most output bytes one byte of a deflate stream can give (zlib's documented limit, 1032:1).
+_DEFLATE_MAX_RATIO = 1032
+#: Largest voxel payload read (bytes): far above any head CT (40 x 512 x 512 int16 is 21 MB).
+MAX_VOLUME_BYTES = 8 * 1024**3
+
+
+def _verify_gzip(path: Path) -> None:
+    """Decompress a gzip file to its end, so that its CRC-32 and length are checked.
+
+    nibabel reads only the bytes that the header announces and never reaches the gzip trailer,
+    so damaged bytes in the middle of a compressed file decode to wrong voxels without an error.
+    """
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ValueError(f"{path}: damaged or truncated compressed file ({reason}); the gzip "
+                         "check of its content failed (gzip -t reports the same)") from exc
+
+
+def _check_header_size(img: Any, path: Path) -> None:
+    """Refuse headers that announce more voxel bytes than the file can hold or memory can take."""
+    try:
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        nbytes = int(np.prod(shape, dtype=object)) * img.header.get_data_dtype().itemsize
+    except Exception:  # pragma: no cover - exotic headers
+        return
+    size = path.stat().st_size
+    if path.name.lower().endswith(".gz") and nbytes > size * _DEFLATE_MAX_RATIO + 1024:
+        raise ValueError(
+            f"{path}: the header announces a volume of shape {shape} ({nbytes:,} voxel bytes), "
+            f"more than a {size:,}-byte compressed file can hold (at most {_DEFLATE_MAX_RATIO}:1); "
+            "the header is damaged")
+    if nbytes > MAX_VOLUME_BYTES:
+        raise ValueError(
+            f"{path}: the header announces a volume of shape {shape} ({nbytes / 1024**3:.1f} GiB "
+            f"of voxels), above the limit of {MAX_VOLUME_BYTES / 1024**3:.0f} GiB for one CT "
+            "volume; the header is damaged or the file is not a CT volume")
 
 
 def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
@@ -107,7 +153,8 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
     FileNotFoundError
         The file does not exist.
     ValueError
-        Unreadable, truncated, not 3D, more than one volume, or (with ``read_data``) non-finite
+        Unreadable, truncated, not 3D, more than one volume, a header announcing more voxels
+        than the file can hold, or (with ``read_data``) damaged compressed data or non-finite
         voxels. The message names the file.
     """
     path = Path(path)
@@ -121,7 +168,26 @@ def check_volume(path: str | os.PathLike[str], read_data: bool = False) -> tuple
     img = _load_image(path)
     shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
     _check_size(img, path)
+    _check_header_size(img, path)
     return shape
+
+
+def volume_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The spatial shape and the ``(4, 4)`` affine of a volume file, from its header only (a
+    DICOM series is read whole).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`check_volume`; the message names the file.
+    """
+    path = Path(path)
+    if is_dicom_input(path):  # the geometry of a series comes from all its slices
+        array, affine = load_volume(path)
+        return (int(array.shape[0]), int(array.shape[1]), int(array.shape[2])), affine
+    img = _load_image(path)
+    shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
+    return shape, np.asarray(img.affine, dtype=np.float64)
 
 
 def load_volume(
@@ -159,8 +225,10 @@ def load_volume(
     IsADirectoryError
         A folder without DICOM files.
     ValueError
-        The file cannot be read or is truncated, holds a 2D image or more than one volume, or
-        contains NaN or infinite voxels. The message names the file. DICOM folders raise a
+        The file cannot be read or is truncated, holds a 2D image or more than one volume,
+        its header announces more voxels than the file can hold, a compressed file fails its
+        gzip check (CRC-32 and length, verified over the whole stream), or it contains NaN or
+        infinite voxels. The message names the file. DICOM folders raise a
         :class:`ichprog.data.dicom.DicomError` (a ``ValueError``) naming the folder and the
         slice: several series, missing or uneven slices, gantry tilt, a modality other than
         CT, or compressed pixel data without a decoder.
@@ -183,10 +251,16 @@ def load_volume(
     img = _load_image(path)
     shape = _spatial_shape(tuple(int(n) for n in img.shape), path)
     _check_size(img, path)
+    _check_header_size(img, path)
+    if path.name.lower().endswith(".gz"):
+        _verify_gzip(path)
     try:
         array = np.asanyarray(img.dataobj)
+    except MemoryError as exc:
+        raise ValueError(f"{path}: not enough memory for a volume of shape {shape}") from exc
     except Exception as exc:
-        raise ValueError(f"{path}: unreadable or truncated voxel data ({exc})") from exc
+        reason = str(exc) or type(exc).__name__
+        raise ValueError(f"{path}: unreadable or truncated voxel data ({reason})") from exc
     array = np.asarray(array).reshape(shape)
     if not array.dtype.isnative:  # big-endian files: native order for numpy/torch consumers
         array = array.astype(array.dtype.newbyteorder("="))

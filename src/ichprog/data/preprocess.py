@@ -19,13 +19,14 @@ saliency map computed on the network input can be saved as a NIfTI aligned with 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from ichprog._util import stable_hash
+from ichprog.data.plausibility import ScanChecks
 
 __all__ = [
     "PreprocessConfig",
@@ -92,6 +93,11 @@ class PreprocessConfig:
         Hounsfield range of brain tissue, CSF and blood used by the skull stripper.
     strip_iterations
         In-plane erosion (and dilation) steps of the skull stripper, in voxels.
+    checks
+        Plausibility checks of every scan read from a file (:class:`~ichprog.data.ScanChecks`):
+        Hounsfield range, tissue fractions, size and field of view against ``shape``. They do
+        not change the numbers, so they are not part of :meth:`key`, and the default is left
+        out of :meth:`to_dict`.
 
     Examples
     --------
@@ -113,9 +119,15 @@ class PreprocessConfig:
     pad_depth: bool = True
     strip_range: tuple[float, float] = (-15.0, 120.0)
     strip_iterations: int = 2
+    checks: ScanChecks = ScanChecks()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _as_shape(self.shape))
+        if isinstance(self.checks, Mapping):
+            object.__setattr__(self, "checks", ScanChecks.from_dict(self.checks))
+        if not isinstance(self.checks, ScanChecks):
+            raise TypeError("PreprocessConfig.checks must be a ScanChecks, got "
+                            f"{type(self.checks).__name__}")
         for name in ("window_level", "window_width"):
             v = getattr(self, name)
             if not np.isfinite(v):
@@ -155,6 +167,8 @@ class PreprocessConfig:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
         d["strip_range"] = list(self.strip_range)
+        if self.checks == ScanChecks():
+            del d["checks"]
         return d
 
     @classmethod
@@ -181,7 +195,9 @@ class PreprocessConfig:
         Equal settings give equal keys in every process and Python version (it does not use
         :func:`hash`).
         """
-        return stable_hash({"v": PIPELINE_VERSION, **self.to_dict()}, length=16, default=None)
+        d = self.to_dict()
+        d.pop("checks", None)
+        return stable_hash({"v": PIPELINE_VERSION, **d}, length=16, default=None)
 
 
 #: The authors' input pipeline, step for step, for their published checkpoints

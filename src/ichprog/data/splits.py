@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ichprog._util import derive_seed, write_text
+from ichprog._util import IntegrityError, derive_seed, read_text_verified, write_text
 
 __all__ = ["Fold", "Splits", "make_splits", "oversample"]
 
@@ -169,14 +169,16 @@ class Splits:
         """Write the splits to a JSON file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(self.to_dict(), indent=1))
+        write_text(path, json.dumps(self.to_dict(), indent=1), checksum=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Splits:
         """Read splits written by :meth:`save`."""
         path = Path(path)
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            d = json.loads(read_text_verified(path))
+        except IntegrityError:
+            raise
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read splits from {path}: {exc}") from exc
         try:

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from ichprog._results import check_predictions, long_frame
+from ichprog._util import read_csv_verified
 from ichprog.constants import ID_COLUMN, PREDICTION_COLUMNS
 from ichprog.tasks import Preset, Task, as_preset
 
 
 def _read_ids_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={ID_COLUMN: str, "id": str})
+    return read_csv_verified(path, dtype={ID_COLUMN: str, "id": str})
 
 
 def prediction_columns(task: Task) -> list[str]:

@@ -77,9 +77,9 @@ class AblationResult:
         out = Path(out_dir)
         for name, res in self.results.items():
             res.save(out / name)
-        write_csv(self.metrics, out / "ablation_metrics.csv")
+        write_csv(self.metrics, out / "ablation_metrics.csv", checksum=True)
         write_json({"format": ABLATION_FORMAT, "task": self.task,
-                    "configurations": list(self.results)}, out / "ablation.json")
+                    "configurations": list(self.results)}, out / "ablation.json", checksum=True)
         return out
 
     @classmethod

@@ -44,7 +44,14 @@ import numpy as np
 import pandas as pd
 
 from ichprog._extras import require_extra
-from ichprog._util import derive_seed, write_csv, write_json
+from ichprog._util import (
+    derive_seed,
+    read_csv_verified,
+    read_text_verified,
+    save_figure,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import AGE_COLUMN, GCS_COLUMN, ID_COLUMN, PREDICTION_COLUMNS
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimsResult", "check_claims", "paired_bootstrap",
@@ -373,15 +380,15 @@ class ClaimsResult:
         ``claims_saliency.csv`` (when those were run) and ``claims.json`` (settings) into
         ``out_dir``; returns ``out_dir``."""
         out = Path(out_dir)
-        write_csv(self.claims, out / "claims.csv")
-        write_csv(self.predictions, out / "claims_predictions.csv")
+        write_csv(self.claims, out / "claims.csv", checksum=True)
+        write_csv(self.predictions, out / "claims_predictions.csv", checksum=True)
         for name, frame in (("learning_curve.csv", self.learning_curve),
                             ("claims_saliency.csv", self.saliency)):
             if len(frame.columns):
-                write_csv(frame, out / name)
+                write_csv(frame, out / name, checksum=True)
             else:  # not run: no file (a stale one from an earlier check must not remain)
                 (out / name).unlink(missing_ok=True)
-        write_json(self.settings, out / "claims.json")
+        write_json(self.settings, out / "claims.json", checksum=True)
         return out
 
     @classmethod
@@ -393,11 +400,11 @@ class ClaimsResult:
             p = out / name
             if not p.is_file() or p.stat().st_size <= 1:
                 return pd.DataFrame()
-            return pd.read_csv(p, dtype={ID_COLUMN: str})
+            return read_csv_verified(p, dtype={ID_COLUMN: str})
 
         if not (out / "claims.csv").is_file():
             raise FileNotFoundError(f"no claims.csv in {out}")
-        settings = json.loads((out / "claims.json").read_text(encoding="utf-8")) \
+        settings = json.loads(read_text_verified(out / "claims.json")) \
             if (out / "claims.json").is_file() else {}
         return cls(claims=read("claims.csv"), predictions=read("claims_predictions.csv"),
                    learning_curve=read("learning_curve.csv"), saliency=read("claims_saliency.csv"),
@@ -423,7 +430,7 @@ class ClaimsResult:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
+            save_figure(fig, path, dpi=110, bbox_inches="tight", facecolor="white")
         return fig
 
 

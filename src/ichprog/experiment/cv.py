@@ -20,7 +20,9 @@ from ichprog._results import table_property_value
 from ichprog._util import (
     derive_seed,
     package_versions,
+    read_csv_verified,
     read_json,
+    read_text_verified,
     stable_hash,
     write_csv,
     write_json,
@@ -271,14 +273,14 @@ class CVResult:
         ``out_dir`` and return it (``directory=`` is the deprecated name of ``out_dir``)."""
         out = Path(_out_dir(out_dir, directory, "CVResult.save"))
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(self.predictions, out / "predictions.csv")
-        write_csv(self.metrics, out / "metrics.csv")
-        write_csv(self.history, out / "history.csv")
+        write_csv(self.predictions, out / "predictions.csv", checksum=True)
+        write_csv(self.metrics, out / "metrics.csv", checksum=True)
+        write_csv(self.history, out / "history.csv", checksum=True)
         cfg = dict(self.config)
         cfg.update({"format": CV_FORMAT, "name": self.name, "preset": self.preset.to_dict(),
                     "threshold": self.threshold})
         cfg.setdefault("versions", package_versions())
-        write_json(cfg, out / "config.json")
+        write_json(cfg, out / "config.json", checksum=True)
         return out
 
     @classmethod
@@ -291,8 +293,8 @@ class CVResult:
         cfg = read_json(d / "config.json", fmt=CV_FORMAT, what="a cross-validation folder")
         preds = _read_ids_csv(d / "predictions.csv")
         hist_path = d / "history.csv"
-        history = pd.read_csv(hist_path) if hist_path.is_file() and hist_path.stat().st_size > 1 \
-            else pd.DataFrame()
+        history = read_csv_verified(hist_path) if hist_path.is_file() and \
+            hist_path.stat().st_size > 1 else pd.DataFrame()
         return cls(predictions=preds, preset=Preset.from_dict(cfg["preset"]), name=cfg["name"],
                    history=history, config=cfg, out_dir=d, threshold=cfg.get("threshold", 0.5))
 
@@ -663,7 +665,10 @@ class _FoldStore:
         fdir = self.folder(index)
         if fdir is None or not (fdir / "fold.json").is_file():
             return None
-        meta = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(read_text_verified(fdir / "fold.json"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{fdir / 'fold.json'}: not valid JSON ({exc})") from exc
         if meta.get("hash") != fold_hash:
             if not self.overwrite:
                 raise ValueError(
@@ -678,7 +683,7 @@ class _FoldStore:
         h = None
         hp = fdir / "model" / "history.csv"
         if hp.is_file() and hp.stat().st_size > 1:
-            h = pd.read_csv(hp)
+            h = read_csv_verified(hp)
             h.insert(0, "fold", index)
         return p, h
 
@@ -686,18 +691,18 @@ class _FoldStore:
         fdir = self.folder(index)
         if fdir is not None:
             write_json({"hash": fold_hash, "seed": fold_seed, "fold": index,
-                        "status": "running"}, fdir / "fold.json")
+                        "status": "running"}, fdir / "fold.json", checksum=True)
 
     def finish(self, fold: Any, fold_hash: str, fold_seed: int, predictions: pd.DataFrame,
                info: Mapping[str, Any]) -> None:
         fdir = self.folder(fold.index)
         if fdir is None:
             return
-        write_csv(predictions, fdir / "predictions.csv")
+        write_csv(predictions, fdir / "predictions.csv", checksum=True)
         write_json({"hash": fold_hash, "seed": fold_seed, "fold": fold.index,
                     "status": "done", "best_epoch": info.get("best_epoch"),
                     "epochs_run": info.get("epochs_run"),
                     "stop_reason": info.get("stop_reason"),
                     "resumed_from": info.get("resumed_from"),
                     "n_train": len(fold.train), "n_val": len(fold.val),
-                    "n_test": len(fold.test)}, fdir / "fold.json")
+                    "n_test": len(fold.test)}, fdir / "fold.json", checksum=True)

@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ichprog._extras import MissingExtraError
-from ichprog._util import derive_seed, package_versions, read_json, write_csv, write_json
+from ichprog._util import (
+    derive_seed,
+    package_versions,
+    read_json,
+    verify_checksum,
+    write_csv,
+    write_json,
+)
 from ichprog.constants import ID_COLUMN
 from ichprog.experiment._common import (
     _apply_recipe,
@@ -112,15 +119,11 @@ class FittedModel:
         return ArrayDataset(vols, ids=ids)
 
     def _load_path(self, path: Path) -> np.ndarray:
-        from ichprog.data import load_volume, preprocess_volume
+        from ichprog.data.cache import load_preprocessed
 
         if not path.exists():
             raise FileNotFoundError(f"no scan at {path}")
-        array, affine = load_volume(path)
-        try:
-            return preprocess_volume(array, affine, self.preprocess)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+        return load_preprocessed(path, self.preprocess)
 
     def _check_array(self, arr: np.ndarray, i: int) -> np.ndarray:
         expected = tuple(self.preprocess.shape)
@@ -217,7 +220,7 @@ class FittedModel:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_weights(self.model, out / "model.safetensors")
-        write_csv(self.history, out / "history.csv")
+        write_csv(self.history, out / "history.csv", checksum=True)
         write_json({
             "format": FITTED_FORMAT,
             "model": self.model.config(),
@@ -225,7 +228,7 @@ class FittedModel:
             "train_config": self.config.to_dict(),
             "info": self.info,
             "versions": package_versions(),
-        }, out / "fitted.json")
+        }, out / "fitted.json", checksum=True)
         return out
 
     @classmethod
@@ -233,21 +236,40 @@ class FittedModel:
         """Load a model written by :meth:`save`.
 
         Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the folder does not
-        hold a saved model.
+        hold a saved model, when a file does not match the checksum recorded when it was saved
+        (:class:`ichprog._util.IntegrityError`, a ``ValueError``), or when ``fitted.json`` is
+        not valid JSON or describes invalid settings.
         """
         from ichprog.data import PreprocessConfig
         from ichprog.models import MultiTaskNet
         from ichprog.training import TrainConfig, load_weights
 
         d = Path(directory)
-        meta = read_json(d / "fitted.json", fmt=FITTED_FORMAT, what="a saved FittedModel")
-        model = MultiTaskNet.from_config(meta["model"])
-        load_weights(model, d / "model.safetensors")
+        meta_path = d / "fitted.json"
+        meta = read_json(meta_path, fmt=FITTED_FORMAT, what="a saved FittedModel")
+        missing = [k for k in ("model", "preprocess", "train_config") if k not in meta]
+        if missing:
+            raise ValueError(f"{meta_path}: missing entr{'y' if len(missing) == 1 else 'ies'} "
+                             f"{missing}")
+        try:
+            model = MultiTaskNet.from_config(meta["model"])
+            preprocess = PreprocessConfig.from_dict(meta["preprocess"])
+            config = TrainConfig.from_dict(meta["train_config"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{meta_path}: invalid settings ({type(exc).__name__}: {exc})") \
+                from exc
+        try:
+            load_weights(model, d / "model.safetensors")
+        except RuntimeError as exc:
+            raise ValueError(f"{d / 'model.safetensors'} does not fit the network described in "
+                             f"{meta_path}: {exc}") from exc
         model.to(device).eval()
-        history = pd.read_csv(d / "history.csv") if (d / "history.csv").is_file() and \
-            (d / "history.csv").stat().st_size > 1 else pd.DataFrame()
-        return cls(model, PreprocessConfig.from_dict(meta["preprocess"]),
-                   TrainConfig.from_dict(meta["train_config"]), history, meta.get("info", {}))
+        hpath = d / "history.csv"
+        history = pd.DataFrame()
+        if hpath.is_file() and hpath.stat().st_size > 1:
+            verify_checksum(hpath)
+            history = pd.read_csv(hpath)
+        return cls(model, preprocess, config, history, meta.get("info", {}))
 
 
     @classmethod

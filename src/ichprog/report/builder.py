@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._util import write_bytes, write_text
+
 __all__ = ["Report", "figure_to_png"]
 
 _STYLE = """
@@ -349,9 +351,12 @@ class Report:
         fig_dir.mkdir(parents=True, exist_ok=True)
         for b in self.blocks:
             if b.kind == "figure":
-                (fig_dir / b.payload["name"]).write_bytes(b.payload["png"])
+                write_bytes(fig_dir / b.payload["name"], b.payload["png"], fsync=False)
         html_path = out / f"{stem}.html"
         md_path = out / f"{stem}.md"
-        html_path.write_text(self.to_html(), encoding="utf-8")
-        md_path.write_text(self.to_markdown("figures"), encoding="utf-8")
+        # each file is replaced atomically: an interrupted save leaves the previous report
+        html = self.to_html()
+        markdown = self.to_markdown("figures")
+        write_text(html_path, html)
+        write_text(md_path, markdown)
         return {"html": html_path, "markdown": md_path, "figures": fig_dir}

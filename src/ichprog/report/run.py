@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ichprog._manifest import MANIFEST_FILE, RunManifest
+from ichprog._util import read_text_verified, verify_checksum
 from ichprog.constants import (
     BINARY_METRICS,
     GCS_BINARY_CLASSES,
@@ -99,6 +100,7 @@ def _caption(png: Path) -> str:
 def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
+    verify_checksum(path)  # a table damaged or cut short since its stage wrote it
     try:
         return pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
@@ -337,7 +339,7 @@ def _section_claims(rep: Report, run_dir: Path) -> None:
     settings: dict[str, Any] = {}
     spath = run_dir / "claims" / "claims.json"
     if spath.is_file():
-        settings = json.loads(spath.read_text(encoding="utf-8"))
+        settings = json.loads(read_text_verified(spath))
     reps, folds = settings.get("repeats", "?"), settings.get("folds", "?")
     rep.text(f"Each claim is tested on the same folds ({reps} repeat(s) x {folds} folds) for "
              "every model, with a paired bootstrap over patients "

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ichprog._extras import require_extra
+from ichprog._util import save_figure
 
 __all__ = ["BRAIN_WINDOW", "select_slices", "plot_slices", "plot_model_grid"]
 
@@ -152,7 +153,7 @@ def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
+    save_figure(fig, os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
 
 
 def _new_figure(figsize: tuple[float, float], feature: str) -> Any:

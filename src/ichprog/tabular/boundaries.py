@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from ichprog._extras import require_extra
+from ichprog._util import save_figure
 from ichprog.constants import AGE_COLUMN, GCS_COLUMN, LABEL_COLUMN
 from ichprog.tabular.models import check_table, make_model, resolve_features
 
@@ -455,7 +456,7 @@ def plot_decision_regions(
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)
     return out
 

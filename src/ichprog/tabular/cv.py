@@ -32,7 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ichprog._results import long_frame, table_property_value
-from ichprog._util import derive_seed, read_json, write_csv, write_json
+from ichprog._util import derive_seed, read_csv_verified, read_json, write_csv, write_json
 from ichprog.constants import (
     AGE_COLUMN,
     GCS_COLUMN,
@@ -213,14 +213,15 @@ class TabularCVResult:
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(self.predictions, out / "predictions.csv")
-        write_csv(self.metrics, out / "metrics.csv")
-        write_csv(self.info, out / "folds.csv")
+        write_csv(self.predictions, out / "predictions.csv", checksum=True)
+        write_csv(self.metrics, out / "metrics.csv", checksum=True)
+        write_csv(self.info, out / "folds.csv", checksum=True)
         params = self.fitted[0]["model"].get_params().items() if self.fitted else []
         write_json({"format": TABULAR_CV_FORMAT, "model": self.model,
                     "features": list(self.features), "label": self.label,
                     "threshold": self.threshold, "seed": self.seed,
-                    "params": {k: repr(v) for k, v in params}}, out / "config.json")
+                    "params": {k: repr(v) for k, v in params}}, out / "config.json",
+                   checksum=True)
         if self.splits is not None and hasattr(self.splits, "save"):
             self.splits.save(out / "splits.json")
         return out
@@ -231,9 +232,9 @@ class TabularCVResult:
         ``fitted`` and ``train_ids`` are empty)."""
         d = Path(out_dir)
         cfg = _read_config(d / "config.json", TABULAR_CV_FORMAT)
-        preds = pd.read_csv(d / "predictions.csv", dtype={ID_COLUMN: str})
+        preds = read_csv_verified(d / "predictions.csv", dtype={ID_COLUMN: str})
         folds = d / "folds.csv"
-        info = pd.read_csv(folds) if folds.is_file() and folds.stat().st_size > 1 \
+        info = read_csv_verified(folds) if folds.is_file() and folds.stat().st_size > 1 \
             else pd.DataFrame()
         return cls(model=cfg["model"], features=tuple(cfg["features"]), label=cfg["label"],
                    predictions=preds, info=info, splits=_read_splits(d / "splits.json"),

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from ichprog._extras import require_extra
+from ichprog._util import save_figure
 from ichprog.constants import ID_COLUMN
 from ichprog.tabular.models import fit_model
 
@@ -358,7 +359,7 @@ def plot_shap(
             fig.suptitle(title)
         fig.tight_layout()
         path = out / f"{name}_{kind}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         written[kind] = path
     return written

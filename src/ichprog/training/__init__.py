@@ -62,7 +62,9 @@ require_extra(__name__, "image", ("torch", "safetensors"))
 # submodule that owns it (e.g. ``ichprog.training.loop.LONG_RUN_S``).
 from ichprog.training.checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
+    PREVIOUS_SIDECAR,
     SIDECAR,
+    CheckpointWarning,
     _load_best_state,
     _load_state,
     _optimizer_from_tensors,
@@ -133,6 +135,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_sidecar",
+    "CheckpointWarning",
     "save_weights",
     "load_weights",
     "plot_history",

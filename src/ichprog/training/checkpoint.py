@@ -1,11 +1,17 @@
 """Checkpoints in safetensors (no pickle anywhere): weights, the optimizer, gradient-scaler and
-random-generator states, and the JSON sidecar that commits them."""
+random-generator states, and the JSON sidecar that commits them.
+
+Every file has a checksum record (``<name>.sha256``) verified when it is read. The sidecar of the
+previous epoch is kept as ``checkpoint.prev.json`` together with its files, so that a checkpoint
+found damaged on resume (a truncated weights file, an edited sidecar) falls back to the epoch
+before it, with a warning, instead of stopping the run."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,10 +20,46 @@ import numpy as np
 import torch
 from torch import nn
 
-from ichprog._util import atomic_write, write_json
+from ichprog._util import CHECKSUM_SUFFIX, atomic_write, verify_checksum, write_json
 
 CHECKPOINT_FORMAT = "ichprog-checkpoint/1"
 SIDECAR = "checkpoint.json"
+#: The sidecar of the epoch before the last, kept for the fall-back on resume.
+PREVIOUS_SIDECAR = "checkpoint.prev.json"
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped and the previous one loaded instead."""
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and header metadata of a safetensors file, after its checksum is verified.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        The file does not match its checksum record (:class:`ichprog._util.IntegrityError`) or
+        is not a readable safetensors file (truncated, damaged header); the message names it.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    verify_checksum(path)
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            for k in fh.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                tensors[k] = fh.get_tensor(k)
+    except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+        reason = str(exc) or type(exc).__name__
+        raise ValueError(f"{path}: not a readable safetensors file, truncated or damaged "
+                         f"({reason})") from exc
+    return tensors, meta
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
@@ -36,21 +78,18 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"ichprog": json.dumps(dict(metadata or {}), sort_keys=True)}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta), checksum=True)
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
     """Load a safetensors ``state_dict`` written by :func:`save_weights` into ``model``.
 
-    Raises ``FileNotFoundError`` naming the file, and ``RuntimeError`` listing missing and
+    Raises ``FileNotFoundError`` naming the file, ``ValueError`` naming it when it is damaged
+    or truncated (checksum record, safetensors header), and ``RuntimeError`` listing missing and
     unexpected keys when the file does not fit the model.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    state = load_file(str(path))
+    state, _ = read_safetensors(path)
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
@@ -120,18 +159,12 @@ def _save_state(path: Path, optimizer: torch.optim.Optimizer,
     meta = {"optimizer": json.dumps(opt_meta), "rng": json.dumps(rng_meta),
             "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled()
                                  else {})}
-    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta), checksum=True)
 
 
 def _load_state(path: Path, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None) -> None:
-    from safetensors import safe_open
-
-    tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        for k in fh.keys():  # noqa: SIM118 (safe_open has no __iter__)
-            tensors[k] = fh.get_tensor(k)
+    tensors, meta = read_safetensors(path)
     _optimizer_from_tensors(optimizer, tensors, json.loads(meta["optimizer"]))
     sc = json.loads(meta.get("scaler", "{}"))
     if scaler is not None and scaler.is_enabled() and sc:
@@ -139,18 +172,24 @@ def _load_state(path: Path, optimizer: torch.optim.Optimizer,
     _rng_from_tensors(tensors, json.loads(meta["rng"]))
 
 
-def read_sidecar(out_dir: str | Path) -> dict[str, Any] | None:
+def read_sidecar(out_dir: str | Path, previous: bool = False) -> dict[str, Any] | None:
     """The JSON sidecar of the checkpoint in ``out_dir``, or ``None`` when there is none.
 
-    Raises ``ValueError`` naming the file when it is not a valid ichprog checkpoint sidecar.
+    ``previous=True`` reads the sidecar of the epoch before (``checkpoint.prev.json``).
+
+    Raises ``ValueError`` naming the file when it is not a valid ichprog checkpoint sidecar or
+    does not match its checksum record.
     """
-    path = Path(out_dir) / SIDECAR
+    path = Path(out_dir) / (PREVIOUS_SIDECAR if previous else SIDECAR)
     if not path.is_file():
         return None
+    verify_checksum(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not an ichprog checkpoint (a JSON object is expected)")
     if data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an ichprog checkpoint (format {data.get('format')!r}, "
                          f"expected {CHECKPOINT_FORMAT!r})")
@@ -198,26 +237,81 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, optimizer: torch.opti
 
             best = {k: v.detach().to("cpu").contiguous() for k, v in best_model_state.items()}
             atomic_write(out / data["best_weights"],
-                         lambda p: save_file(best, str(p), metadata={"epoch": str(best_epoch)}))
-    write_json(data, out / SIDECAR)
+                         lambda p: save_file(best, str(p), metadata={"epoch": str(best_epoch)}),
+                         checksum=True)
     keep = {data["weights"], data["state"], data.get("best_weights")}
+    try:
+        prev = read_sidecar(out)
+    except ValueError:
+        prev = None
+    if prev is not None and int(prev.get("epoch", -1)) != epoch:
+        # the epoch before stays on disk, for the fall-back of load_checkpoint
+        write_json(prev, out / PREVIOUS_SIDECAR, checksum=True)
+        keep |= {prev.get("weights"), prev.get("state"), prev.get("best_weights")}
+    else:
+        with contextlib.suppress(ValueError):
+            older = read_sidecar(out, previous=True)
+            if older is not None:
+                keep |= {older.get("weights"), older.get("state"), older.get("best_weights")}
+    write_json(data, out / SIDECAR, checksum=True)
     for f in out.glob("*-e[0-9][0-9][0-9][0-9].safetensors"):
         if f.name not in keep:
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
+            for g in (f, f.with_name(f.name + CHECKSUM_SUFFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    g.unlink()
     return data
 
 
 def _load_best_state(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return dict(load_file(str(path)))
+    return read_safetensors(path)[0]
 
 
 def load_checkpoint(out_dir: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     scaler: torch.amp.GradScaler | None = None, which: str = "last",
                     restore_rng: bool = True) -> dict[str, Any]:
+    """Load the newest intact checkpoint written by :func:`save_checkpoint` and return its
+    sidecar.
+
+    The last epoch's checkpoint is tried first; when it is damaged (a file missing, truncated or
+    not matching its checksum record) the previous epoch's is loaded instead, with a
+    :class:`CheckpointWarning`. Parameters as in :func:`_load_checkpoint_from`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint in ``out_dir``.
+    ValueError
+        Neither checkpoint can be loaded; the message names the damaged files.
+    """
+    errors: list[str] = []
+    for previous in (False, True):
+        try:
+            data = read_sidecar(out_dir, previous=previous)
+            if data is None:
+                if not previous:
+                    errors.append(f"no {SIDECAR}")
+                continue
+            _load_checkpoint_from(out_dir, data, model, optimizer, scaler, which, restore_rng)
+        except (ValueError, FileNotFoundError) as exc:
+            if which not in ("last", "best"):
+                raise
+            errors.append(str(exc))
+            continue
+        if errors and errors != [f"no {SIDECAR}"]:
+            warnings.warn(f"the last checkpoint in {out_dir} is damaged ({errors[0]}); resuming "
+                          f"from the previous one (epoch {data.get('epoch')})", CheckpointWarning,
+                          stacklevel=2)
+        return data
+    if errors == [f"no {SIDECAR}"]:
+        raise FileNotFoundError(f"no checkpoint ({SIDECAR}) in {out_dir}")
+    raise ValueError(f"no intact checkpoint in {out_dir}: " + "; ".join(errors))
+
+
+def _load_checkpoint_from(out_dir: str | Path, data: Mapping[str, Any], model: nn.Module,
+                          optimizer: torch.optim.Optimizer | None = None,
+                          scaler: torch.amp.GradScaler | None = None, which: str = "last",
+                          restore_rng: bool = True) -> None:
     """Load a checkpoint written by :func:`save_checkpoint` and return its sidecar.
 
     Parameters
@@ -231,15 +325,12 @@ def load_checkpoint(out_dir: str | Path, model: nn.Module,
         Receive their states when given (with ``which="last"``); the global random generators
         are restored too unless ``restore_rng=False``.
     """
-    data = read_sidecar(out_dir)
-    if data is None:
-        raise FileNotFoundError(f"no checkpoint ({SIDECAR}) in {out_dir}")
     out = Path(out_dir)
     if which == "best":
         if not data.get("best_weights"):
             raise ValueError(f"the checkpoint in {out} has no best weights yet")
         model.load_state_dict(_load_best_state(out / data["best_weights"]))
-        return data
+        return
     if which != "last":
         raise ValueError(f"which must be 'last' or 'best', got {which!r}")
     load_weights(model, out / data["weights"])
@@ -253,4 +344,3 @@ def load_checkpoint(out_dir: str | Path, model: nn.Module,
             rng = _rng_to_tensors()
             _load_state(state_path, optimizer, scaler)
             _rng_from_tensors(*rng)
-    return data

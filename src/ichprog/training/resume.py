@@ -19,6 +19,7 @@ from torch import nn
 from ichprog._util import json_default, package_versions, write_csv
 from ichprog.tasks import Task
 from ichprog.training.checkpoint import (
+    PREVIOUS_SIDECAR,
     SIDECAR,
     _load_best_state,
     load_checkpoint,
@@ -55,13 +56,16 @@ def _resume(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     best weights loaded instead, and nothing is left to train.
     """
     state = _RunState()
-    side = read_sidecar(out)
+    try:
+        side = read_sidecar(out)
+    except ValueError:  # a damaged sidecar: load_checkpoint falls back to the previous one
+        side = read_sidecar(out, previous=True)
     if side is not None and side.get("config_hash") != run_hash:
         _discard_other_run(out, side, run_hash, payload, overwrite)
         side = None
     if side is None:
         return state
-    load_checkpoint(out, model, optimizer, scaler)
+    side = load_checkpoint(out, model, optimizer, scaler)
     state.rows = list(side.get("history", []))
     state.best_score = (float(side["best_score"]) if side.get("best_score") is not None
                         else -math.inf)
@@ -90,8 +94,9 @@ def _discard_other_run(out: Path, side: Mapping[str, Any], run_hash: str,
             f"{side.get('config_hash')} != {run_hash}); differences: "
             f"{'; '.join(diffs) or 'unknown'}. Use another out_dir or pass "
             "overwrite=True to discard it.")
-    for f in [*out.glob("*-e[0-9][0-9][0-9][0-9].safetensors"), out / SIDECAR,
-              out / "history.csv", out / "history.png"]:
+    for f in [*out.glob("*-e[0-9][0-9][0-9][0-9].safetensors*"), out / SIDECAR,
+              out / PREVIOUS_SIDECAR, out / "history.csv", out / "history.png",
+              *out.glob("*.json.sha256"), out / "history.csv.sha256"]:
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
 
