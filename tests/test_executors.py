@@ -158,9 +158,9 @@ def _assert_same_predictions(got: pd.DataFrame, ref: pd.DataFrame) -> None:
 
 
 # -- a worker killed in the middle of a fold --------------------------------------------------
-def _kill_after_first_checkpoint(sidecar: Path, marker: Path) -> None:
+def _kill_after_first_checkpoint(sidecar: Path, marker: Path, stop: threading.Event) -> None:
     """Wait for the fold's first epoch checkpoint, then kill this worker process (SIGKILL)."""
-    while True:
+    while not stop.is_set():
         try:
             epoch = int(json.loads(sidecar.read_text())["epoch"])
         except (OSError, ValueError, KeyError):
@@ -173,10 +173,15 @@ def _kill_after_first_checkpoint(sidecar: Path, marker: Path) -> None:
 
 def _run_killed_once(fn, marker: Path, job):
     """Run a fold job; the first time fold 0 runs, its worker dies after the first epoch."""
+    stop = threading.Event()
     if job.fold.index == 0 and not marker.exists():
         threading.Thread(target=_kill_after_first_checkpoint, daemon=True,
-                         args=(job.folder / "checkpoints" / "checkpoint.json", marker)).start()
-    return fn(job)
+                         args=(job.folder / "checkpoints" / "checkpoint.json", marker,
+                               stop)).start()
+    try:
+        return fn(job)
+    finally:
+        stop.set()
 
 
 class _KilledOnce(RayExecutor):
