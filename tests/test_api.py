@@ -29,6 +29,10 @@ PINNED: dict[str, set[str]] = {
         "validate_gcs"
     },
     "ichprog.metrics": {
+        "CALIBRATION_METRICS", "CALIBRATORS", "Calibrator", "calibration_metrics",
+        "calibration_metrics_batch",
+        "calibration_summary", "calibration_table", "choose_threshold", "decision_curve",
+        "fit_calibrator", "net_benefit",
         "BINARY_METRICS", "BOOTSTRAP_COLUMNS", "ORDINAL_METRICS", "TIDY_COLUMNS",
         "UndefinedMetricWarning", "binary_metrics", "binary_metrics_batch", "bootstrap_ci",
         "mean_sd_table", "oci",
@@ -85,14 +89,15 @@ PINNED: dict[str, set[str]] = {
         "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "Result", "ablation",
         "check_claims", "cross_validate", "fit_multitask", "long_predictions",
         "prediction_columns", "reference_predictions", "Executor", "SerialExecutor",
-        "RayExecutor", "as_executor"
+        "RayExecutor", "as_executor", "FoldEnsemble", "load_ensemble"
     },
     "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {
         "METRIC_LABELS", "PAPER_TABLES", "PHANTOM_NOTE", "RUN_LAYOUT", "Report", "build_report",
         "confusion_figure", "figure_to_png", "importance_figure", "interval_table",
         "metric_bars_figure", "paper_table", "roc_figure", "summary_table",
-        "training_curves_figure"
+        "training_curves_figure", "calibration_section", "decision_curve_figure",
+        "model_card_section", "read_model_card", "reliability_figure"
     },
     "ichprog.cli": {
         "CONFIG_SCHEMA", "ConfigError", "DEMO_MODES", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE",

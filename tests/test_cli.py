@@ -271,6 +271,26 @@ def test_cv_saliency_and_report_on_a_tiny_phantom(tmp_path, capsys):
                  str(scan), "--out", str(csv), "-q", "--no-progress"]) == EXIT_OK
     pred = pd.read_csv(csv)
     assert len(pred) == 1 and pred["prognosis_prob"].between(0, 1).all()
+    # the cv stage saved each model as a calibrated ensemble with a model card
+    model_dir = out / "cv" / "mt_ord_gcs_bin_age"
+    for name in ("ensemble.json", "model_card.json", "calibration/metrics.csv"):
+        assert (model_dir / name).is_file(), name
+    assert "Calibration, thresholds and decision curves" in html and "Model cards" in html
+    assert "TRIPOD+AI" in html
+    # predict with the fold ensemble of the run folder: the table and the HTML summary
+    folder = scan.parent
+    csv = tmp_path / "ens" / "preds.csv"
+    assert main(["predict", "--model", str(out), "--input", str(folder), "--out", str(csv),
+                 "-q", "--no-progress"]) == EXIT_OK
+    pred = pd.read_csv(csv)
+    assert len(pred) == len(list(folder.glob("*.nii.gz")))
+    assert {"prognosis_prob", "prognosis_prob_sd", "prognosis_prob_q05",
+            "prognosis_prob_q95"} <= set(pred.columns)
+    assert (pred["n_models"] == 2).all()
+    summary = (tmp_path / "ens" / "preds.html").read_text(encoding="utf-8")
+    assert "P(poor prognosis)" in summary and "data:image/png;base64" in summary
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "nothing")]) \
+        == EXIT_USAGE
 
 
 def test_a_new_phantom_cohort_removes_results_of_the_old_one(tmp_path, capsys):

@@ -98,9 +98,12 @@ def test_predict_refuses_raw_or_misshaped_arrays(fitted, cohort):
 def test_fitted_model_save_load_round_trip(fitted, cohort, tmp_path):
     fitted.save(tmp_path / "m")
     files = ["fitted.json", "history.csv", "model.safetensors"]
-    # each file with its checksum record, verified by load()
+    # each file with its checksum record, verified by load(); and the model card
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
-        files + [f + ".sha256" for f in files])
+        files + [f + ".sha256" for f in files] + ["model_card.json"])
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["format"] == "ichprog-model-card/1" and card["model"]["preset"] == fitted.preset.name
+    assert card["data"]["n_train"] == len(fitted.info["train_ids"])
     again = FittedModel.load(tmp_path / "m")
     paths = [cohort.image_path(i) for i in cohort.ids[:2]]
     pd.testing.assert_frame_equal(again.predict(paths), fitted.predict(paths))

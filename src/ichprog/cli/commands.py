@@ -164,9 +164,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ichprog.cli.predict import is_single_model, predict_ensemble, scan_inputs
+
+    args.scans = scan_inputs(args)
     _check_scans(args.scans)
+    if args.threshold != "validation":
+        try:
+            args.threshold = float(args.threshold)
+        except ValueError:
+            raise ConfigError(f"--threshold: {args.threshold!r} is neither a probability nor "
+                              "'validation'") from None
+        if not 0.0 < args.threshold < 1.0:
+            raise ConfigError(f"--threshold: {args.threshold} must lie strictly between 0 and 1")
+    if args.model.is_dir() and not is_single_model(args.model):
+        return predict_ensemble(args)
+    if args.threshold == "validation":
+        raise ConfigError("--threshold validation needs a cross-validation's ensemble; "
+                          f"{args.model} is one model")
     fitted = _fitted_from_args(args)
-    df = fitted.predict([str(s) for s in args.scans], progress=not args.no_progress)
+    df = fitted.predict([str(s) for s in args.scans], threshold=args.threshold,
+                        progress=not args.no_progress)
     if args.out is not None:
         write_csv(df, args.out, index=True)
         if not args.quiet:

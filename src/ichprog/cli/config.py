@@ -281,6 +281,13 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
         "bootstrap": _Key("int", 1000, "bootstrap resamples for the test-fold intervals", low=0,
                           high=1000000),
         "bootstrap_fold": _Key("int", 0, "the fold with bootstrap intervals (Table 2)", low=0),
+        "calibration": _Key("str", "platt", "recalibration fitted on each fold's validation part "
+                            "(none without one)",
+                            choices=("none", "platt", "temperature", "isotonic")),
+        "threshold": _Key("str", "youden", "decision threshold chosen on each fold's validation "
+                          "part, reported next to 0.5", choices=("youden", "sensitivity")),
+        "target_sensitivity": _Key("float", 0.9, "sensitivity to reach with threshold = "
+                                   "'sensitivity'", low=0.0, high=1.0, low_open=True),
         "models": _Key("strs", ["baseline_densenet", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age"],
                        "presets cross-validated by 'ichprog demo'", choices=_PRESET_NAMES),
         "executor": _Key("str", _cv_default("executor"), "where the folds of the image models "

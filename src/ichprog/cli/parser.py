@@ -202,25 +202,41 @@ def _add_ablation(sub: Any) -> None:
 
 
 def _add_predict(sub: Any) -> None:
-    p = _command(sub, "predict", "Predict every task of a trained model on new scans.", """\
-        ichprog train --out runs/m --preset mt_ord_gcs_bin_age
+    p = _command(sub, "predict",
+                 "Predict every task of a trained model, or of a cross-validation's fold "
+                 "ensemble, on new scans.", """\
+        ichprog predict --model runs/cv --input scans/ --out preds.csv   # ensemble + preds.html
+        ichprog predict --model runs/cv --preset mt_ord_gcs_bin_age --input scan.nii.gz
         ichprog predict --model runs/m/train/model scan1.nii.gz scan2.nii.gz --out preds.csv
         ichprog predict --model runs/m/train/model dicom/patient7/ --out preds.csv
         ichprog predict --model DenseNet_fold0.pth --preset mt_ord_gcs_bin_age dicom/*/ -o p.csv
         """)
     p.add_argument("--model", type=Path, required=True, metavar="DIR",
-                   help="a saved model folder (DIR/train/model of 'ichprog train', or a fold's "
-                        "DIR/cv/<preset>/fold_00/model), or one of the authors' published "
+                   help="a cross-validation (a run folder of 'ichprog cv' or 'ichprog demo', or "
+                        "its cv/<preset> folder): its fold models predict as one ensemble; one "
+                        "saved model folder (DIR/train/model of 'ichprog train', or a fold's "
+                        "DIR/cv/<preset>/fold_00/model); or one of the authors' published "
                         "checkpoint files (with --preset; their input pipeline is used)")
     p.add_argument("--preset", metavar="NAME",
-                   help="the tasks of an authors' checkpoint file: {presets}")
+                   help="the tasks of an authors' checkpoint file, or the cross-validated model "
+                        "of a run folder that holds several: {presets}")
     p.add_argument("--skull-strip", action="store_true",
                    help="strip the skull before an authors' checkpoint (their scans were "
                         "stripped beforehand)")
-    p.add_argument("scans", nargs="+", type=Path, metavar="SCAN",
+    p.add_argument("scans", nargs="*", type=Path, metavar="SCAN",
                    help="NIfTI files or folders of DICOM files (one CT series each)")
+    p.add_argument("--input", "-i", type=Path, action="append", metavar="PATH",
+                   help="a NIfTI file, a folder of NIfTI files, or a folder of DICOM files (one "
+                        "CT series); repeatable")
+    p.add_argument("--threshold", default="0.5", metavar="T",
+                   help="threshold of the decoded classes: a probability (default 0.5) or "
+                        "'validation' (the ensemble's thresholds chosen on validation parts)")
+    p.add_argument("--no-saliency", action="store_true",
+                   help="leave the Grad-CAM panels out of the ensemble's HTML summary")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
-                   help="write the predictions to this CSV (default: print them)")
+                   help="write the predictions to this CSV (an ensemble also writes the HTML "
+                        "summary beside it, same name, .html; a folder gets predictions.csv "
+                        "and summary.html); default: print them")
     p.add_argument("--skip-check", action="append", metavar="CHECK",
                    choices=("hu_range", "tissue", "size", "mask_grid", "all"),
                    help="switch off a plausibility check of the scans (repeatable): hu_range, "

@@ -207,9 +207,11 @@ def _executor(cfg: Mapping[str, Any]) -> Any:
                        num_gpus=c["ray_num_gpus"])
 
 
-def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> dict[str, Any]:
+def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,
+               ensemble: bool = False) -> dict[str, Any]:
     """Cross-validate one preset with :func:`ichprog.experiment.cross_validate` on shared
-    splits; returns its tidy metrics, long predictions, histories and result."""
+    splits; returns its tidy metrics, long predictions, histories and result. With
+    ``ensemble``, its fold models are also saved as a calibrated ensemble with a model card."""
     from ichprog.experiment import cross_validate
 
     cfg = run.cfg
@@ -219,11 +221,36 @@ def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any) -> d
                          **_cv_kwargs(run))
     if res.reused_folds:
         run.say(f"  {preset.label}: reusing finished fold(s) {res.reused_folds} in {out}")
+    if ensemble:
+        _save_ensemble(run, cohort, out)
     hist = res.history.copy()
     if len(hist):
         hist.insert(0, "model", preset.name)
     return {"metrics": res.metrics, "predictions": res.long_predictions, "history": hist,
             "result": res}
+
+
+def _save_ensemble(run: _Run, cohort: Any, out: Path) -> None:
+    """The cross-validation's fold models as one ensemble: calibrated on each fold's validation
+    part, with ``ensemble.json``, ``model_card.json`` and ``calibration/`` in ``out``."""
+    import warnings
+
+    from ichprog.experiment import load_ensemble
+
+    cfg = run.cfg
+    c = cfg["cv"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        ens = load_ensemble(out)
+        ens.calibrate(cohort, method=c["calibration"], threshold=c["threshold"],
+                      target=c["target_sensitivity"], cache_dir=run.out / "cache",
+                      progress=cfg["run"]["progress"])
+        ens.save(cohort=cohort, n_resamples=c["bootstrap"] or 1000, seed=cfg["run"]["seed"])
+    if ens.info["calibration"]["folds_without_validation"]:
+        run.say(f"  {out.name}: no validation part (cv.val_fraction = 0): probabilities not "
+                "recalibrated, threshold 0.5")
+    elif any("not fitted" in str(w.message) for w in caught):
+        run.say(f"  {out.name}: some calibrators were not fitted (see {out / 'ensemble.json'})")
 
 
 def _bootstrap(cfg: Mapping[str, Any], result: Any) -> Any:
@@ -277,7 +304,8 @@ def _image_key(cfg: Mapping[str, Any], *extra: Any) -> dict[str, Any]:
 
 def _stage_cv(run: _Run, cohort: Any, presets: Sequence[str]) -> None:
     cfg = run.cfg
-    key = _image_key(cfg, list(presets), cfg["cv"]["bootstrap"], cfg["cv"]["bootstrap_fold"])
+    key = _image_key(cfg, list(presets), cfg["cv"]["bootstrap"], cfg["cv"]["bootstrap_fold"],
+                     [cfg["cv"][k] for k in ("calibration", "threshold", "target_sensitivity")])
     with run.stage("cv", key) as todo:
         if not todo:
             return
@@ -288,7 +316,8 @@ def _stage_cv(run: _Run, cohort: Any, presets: Sequence[str]) -> None:
             _check_input_size(cfg, preset)
             run.manifest.labels[preset.name] = preset.label
             run.say(f"[cv] {preset.label}: {len(splits.folds)} folds")
-            results.append(_cv_preset(run, cohort, preset, run.out / "cv" / preset.name, splits))
+            results.append(_cv_preset(run, cohort, preset, run.out / "cv" / preset.name, splits,
+                                      ensemble=True))
         run.manifest.model_order = [_preset(cfg, n).name for n in presets]
         _write_results(run.out / "cv", results, cfg, bootstrap=True)
 

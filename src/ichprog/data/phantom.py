@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ichprog._util import write_bytes, write_csv, write_text
 from ichprog.data import schema
 
 __all__ = [
@@ -1368,15 +1369,16 @@ def make_phantom_cohort(
         folder = POOR_FOLDER if int(row["label"]) == 1 else GOOD_FOLDER
         image_paths[pid] = out / folder / f"{pid}.nii.gz"
         mask_paths[pid] = out / "masks" / f"{pid}_mask.nii.gz"
-        image_paths[pid].write_bytes(_nifti_bytes(scan.hu, scan.affine))
-        mask_paths[pid].write_bytes(_nifti_bytes(scan.mask, scan.affine))
+        # renamed into place whole; no fsync per file (a killed run is simply run again)
+        write_bytes(image_paths[pid], _nifti_bytes(scan.hu, scan.affine), fsync=False)
+        write_bytes(mask_paths[pid], _nifti_bytes(scan.mask, scan.affine), fsync=False)
         for c in IMAGE_TRUTH_COLUMNS:
             measured[c].append(scan.truth[c])
     for c in IMAGE_TRUTH_COLUMNS:
         truth[c] = measured[c]
-    table.to_csv(out / "clinical.csv", index=False, encoding="utf-8")
-    truth.to_csv(out / "phantom_truth.csv", index=False, float_format="%.10g")
+    write_csv(table, out / "clinical.csv")
+    write_csv(truth, out / "phantom_truth.csv", float_format="%.10g")
     meta = {"n": int(n), "seed": int(seed), "config": config.to_dict()}
-    (out / "phantom_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
-                                             encoding="utf-8")
+    # written last: a folder with it holds a whole cohort
+    write_text(out / "phantom_config.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return Cohort(table, image_paths, mask_paths, root=out)

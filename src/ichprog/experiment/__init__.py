@@ -10,6 +10,10 @@
 * :func:`cross_validate` and :func:`ablation` take an ``executor``: ``"serial"`` (default),
   ``"ray"`` (one Ray task per configuration and fold, :class:`RayExecutor`) or an
   :class:`Executor`; see :mod:`~ichprog.experiment.executors`.
+* :func:`load_ensemble` reads the fold models of a cross-validation as one
+  :class:`FoldEnsemble`: mean probabilities with their spread across folds, calibration and
+  thresholds fitted on each fold's validation part, a model card
+  (:mod:`~ichprog.experiment.modelcard`).
 * :func:`ablation` runs :func:`ichprog.tasks.ablations` of a preset through
   :func:`cross_validate` on the same folds (the data of the paper's Fig. 2) and plots it.
 
@@ -88,6 +92,7 @@ from ichprog.experiment._common import (  # noqa: F401
 from ichprog.experiment.ablations import AblationResult, ablation, plot_ablation  # noqa: F401
 from ichprog.experiment.claims import ClaimsResult, check_claims, reference_predictions
 from ichprog.experiment.cv import CV_FORMAT, CVResult, cross_validate  # noqa: F401
+from ichprog.experiment.ensemble import ENSEMBLE_FORMAT, FoldEnsemble, load_ensemble  # noqa: F401
 from ichprog.experiment.executors import Executor, RayExecutor, SerialExecutor, as_executor
 from ichprog.experiment.fitted import FITTED_FORMAT, FittedModel, fit_multitask  # noqa: F401
 
@@ -108,4 +113,6 @@ __all__ = [
     "SerialExecutor",
     "RayExecutor",
     "as_executor",
+    "FoldEnsemble",
+    "load_ensemble",
 ]

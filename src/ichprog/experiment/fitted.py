@@ -208,7 +208,8 @@ class FittedModel:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors``, ``fitted.json`` and ``history.csv`` (no pickle).
+        """Write ``model.safetensors``, ``fitted.json``, ``history.csv`` (no pickle) and the
+        model card ``model_card.json`` (:func:`ichprog.experiment.modelcard.fitted_model_card`).
 
         Returns
         -------
@@ -229,6 +230,9 @@ class FittedModel:
             "info": self.info,
             "versions": package_versions(),
         }, out / "fitted.json", checksum=True)
+        from ichprog.experiment.modelcard import fitted_model_card
+
+        write_json(fitted_model_card(self), out / "model_card.json")
         return out
 
     @classmethod

@@ -3,8 +3,10 @@
 Resamples of the test set (size ``n``, drawn with replacement) are described by a count matrix
 ``W`` of shape ``(n_resamples, n)``: ``W[b, i]`` is how often patient ``i`` was drawn in resample
 ``b``. The binary metrics (AUC included) of all resamples follow from ``W`` with a few matrix
-products (:func:`~ichprog.metrics.binary.binary_metrics_batch`), and the confusion matrices of
-all resamples of an ordinal task from one product ``W @ onehot``; any other metric function is
+products (:func:`~ichprog.metrics.binary.binary_metrics_batch`), the confusion matrices of
+all resamples of an ordinal task from one product ``W @ onehot``, and the calibration metrics by
+weighted Newton fits of all resamples at once
+(:func:`~ichprog.metrics.calibration.calibration_metrics_batch`); any other metric function is
 called once per resample.
 """
 
@@ -21,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ichprog.metrics._validation import as_1d, warn_undefined
 from ichprog.metrics.binary import binary_metrics, binary_metrics_batch
+from ichprog.metrics.calibration import calibration_metrics, calibration_metrics_batch
 from ichprog.metrics.ordinal import (
     _class_index,
     _prepare,
@@ -219,6 +222,9 @@ def bootstrap_ci(
             values = _binary_path(y, s, idx, kwargs)
         elif fn is ordinal_metrics:
             values = _ordinal_path(y, s, idx, kwargs, progress)
+        elif fn is calibration_metrics and kwargs.get("strategy", "uniform") == "uniform":
+            values = calibration_metrics_batch(y, s, _counts_from_indices(idx, y.shape[0]),
+                                               n_bins=kwargs.get("n_bins", 10))
         else:
             values = _generic_path(metric_fn, y, s, idx, keys, name, progress)
 

@@ -6,6 +6,9 @@
   (``model, fold, task, metric, value``) and bootstrap intervals into the paper's table layout;
   :func:`roc_figure`, :func:`confusion_figure`, :func:`training_curves_figure`,
   :func:`metric_bars_figure` and :func:`importance_figure` draw its figures.
+* :func:`reliability_figure`, :func:`decision_curve_figure` and :func:`calibration_section`
+  show a model's calibration, thresholds and decision curves; :func:`model_card_section` renders
+  a model card (``model_card.json``).
 * :func:`build_report` reads a run folder written by the ``ichprog`` command line and writes
   ``report.html`` and ``report.md``.
 * :func:`paper_table` gives the paper's published numbers for comparison.
@@ -18,6 +21,11 @@ from ichprog._extras import require_extra
 require_extra(__name__, "report", ("matplotlib",))
 
 from ichprog.report.builder import Report, figure_to_png
+from ichprog.report.calibration import (
+    calibration_section,
+    decision_curve_figure,
+    reliability_figure,
+)
 from ichprog.report.figures import (
     confusion_figure,
     importance_figure,
@@ -27,6 +35,7 @@ from ichprog.report.figures import (
     summary_table,
     training_curves_figure,
 )
+from ichprog.report.modelcard import model_card_section, read_model_card
 from ichprog.report.paper import METRIC_LABELS, PAPER_TABLES, paper_table
 from ichprog.report.run import PHANTOM_NOTE, RUN_LAYOUT, build_report
 
@@ -46,4 +55,9 @@ __all__ = [
     "PHANTOM_NOTE",
     "RUN_LAYOUT",
     "build_report",
+    "calibration_section",
+    "decision_curve_figure",
+    "model_card_section",
+    "read_model_card",
+    "reliability_figure",
 ]

@@ -48,6 +48,7 @@ from ichprog.report.figures import (
     summary_table,
     training_curves_figure,
 )
+from ichprog.report.modelcard import run_sections
 from ichprog.report.paper import paper_table
 
 __all__ = ["build_report", "PHANTOM_NOTE", "RUN_LAYOUT"]
@@ -61,7 +62,8 @@ RUN_LAYOUT: dict[str, str] = {
     "cache/": "pre-processed volumes (reused by later runs with the same pre-processing)",
     "tabular/": "metrics.csv, shap.csv, figures of the tabular baselines",
     "cv/": "metrics.csv, predictions.csv, bootstrap.csv, history.csv; one sub-folder per model "
-           "with its saved cross-validation (folds, checkpoints)",
+           "with its saved cross-validation (folds, checkpoints), ensemble.json, "
+           "model_card.json and calibration/",
     "ablation/": "metrics.csv of the loss ablation; one sub-folder per configuration",
     "saliency/": "lesion_scores.csv and the saliency panels (PNG)",
     "claims.csv": "the paper's claims: verdict, effect and 95 % interval",
@@ -477,6 +479,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     _section_cohort(rep, run_dir, manifest)
     _section_tabular(rep, run_dir, labels)
     _section_images(rep, run_dir, labels, order)
+    run_sections(rep, run_dir, labels, order)
     _section_ablation(rep, run_dir, labels)
     _section_saliency(rep, run_dir, labels)
     _section_claims(rep, run_dir)
