@@ -88,7 +88,8 @@ PINNED: dict[str, set[str]] = {
     "ichprog.experiment": {
         "AblationResult", "CVResult", "ClaimsResult", "FittedModel", "Result", "ablation",
         "check_claims", "cross_validate", "fit_multitask", "long_predictions",
-        "prediction_columns", "reference_predictions", "FoldEnsemble", "load_ensemble"
+        "prediction_columns", "reference_predictions", "Executor", "SerialExecutor",
+        "RayExecutor", "as_executor", "FoldEnsemble", "load_ensemble"
     },
     "ichprog.recipes": {"RECIPES", "Recipe", "as_recipe", "get_recipe"},
     "ichprog.report": {

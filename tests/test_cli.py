@@ -168,6 +168,24 @@ def test_config_file_then_set_then_flags_precedence(tmp_path):
     assert cfg["cv"]["models"] == ["baseline_age", "mt_bin_gcs_bin_age"]
 
 
+def test_executor_flags_and_keys(tmp_path):
+    from ichprog.cli.stages import _executor
+
+    args = cli.build_parser().parse_args(
+        ["cv", "--out", str(tmp_path), "--executor", "ray", "--ray-address", "ray://head:10001",
+         "--set", "cv.ray_num_gpus=0.5"])
+    cfg = cli._config_from_args(args)
+    assert (cfg["cv"]["executor"], cfg["cv"]["ray_address"]) == ("ray", "ray://head:10001")
+    ex = _executor(cfg)  # built, not started: nothing connects before a fold is submitted
+    assert (ex.address, ex.num_cpus, ex.num_gpus) == ("ray://head:10001", 1, 0.5)
+    assert _executor(cli.default_config()) == "serial"
+    with pytest.raises(cli.ConfigError, match=r"\[cv\] executor.*'serial', 'ray'"):
+        cli.validate_config({"cv": {"executor": "dask"}})
+    args = cli.build_parser().parse_args(["ablation", "--out", str(tmp_path), "--executor",
+                                          "serial"])
+    assert cli._config_from_args(args)["cv"]["executor"] == "serial"
+
+
 def test_invalid_data_is_a_runtime_failure_naming_the_column(tmp_path, capsys):
     table = pd.DataFrame({"PatientID": ["1", "2"], "Label (poor_prognosis)": [0, 1],
                           "GCS": [14, 21], "Age": [60, 70]})

@@ -63,3 +63,17 @@ def test_building_the_parser_stays_light():
             "print(','.join(m for m in ('numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_executor_keys_are_the_librarys():
+    import inspect
+
+    from ichprog.experiment import RayExecutor, cross_validate
+    from ichprog.experiment.executors import EXECUTORS
+
+    cv = CONFIG_SCHEMA["cv"]
+    assert cv["executor"].choices == EXECUTORS
+    assert cv["executor"].default == inspect.signature(cross_validate).parameters[
+        "executor"].default == "serial"
+    assert (cv["ray_num_cpus"].default, cv["ray_num_gpus"].default) == (
+        RayExecutor().num_cpus, RayExecutor().num_gpus)

@@ -173,6 +173,36 @@ def _tabular_default(name: str) -> _Derived:
     return _Derived(read, f"PerezDNNClassifier({name})")
 
 
+def _executors() -> tuple[str, ...]:
+    from ichprog.experiment.executors import EXECUTORS
+
+    return tuple(EXECUTORS)
+
+
+def _cv_default(name: str) -> _Derived:
+    """The default of a :func:`~ichprog.experiment.cross_validate` argument."""
+    def read() -> Any:
+        import inspect
+
+        from ichprog.experiment import cross_validate
+
+        return inspect.signature(cross_validate).parameters[name].default
+
+    return _Derived(read, f"cross_validate({name})")
+
+
+def _ray_default(name: str) -> _Derived:
+    """The default of a :class:`~ichprog.experiment.RayExecutor` argument."""
+    def read() -> Any:
+        import inspect
+
+        from ichprog.experiment.executors import RayExecutor
+
+        return inspect.signature(RayExecutor).parameters[name].default
+
+    return _Derived(read, f"RayExecutor({name})")
+
+
 _PRESET_NAMES = _Derived(_presets, "ichprog.tasks.PRESETS")
 _TRUNK_NAMES = _Derived(_trunks, "ichprog.models.TRUNKS")
 _METHOD_NAMES = _Derived(_saliency_methods, "ichprog.saliency.METHODS")
@@ -260,6 +290,17 @@ CONFIG_SCHEMA: dict[str, dict[str, _Key]] = {
                                    "'sensitivity'", low=0.0, high=1.0, low_open=True),
         "models": _Key("strs", ["baseline_densenet", "mt_bin_gcs_bin_age", "mt_ord_gcs_bin_age"],
                        "presets cross-validated by 'ichprog demo'", choices=_PRESET_NAMES),
+        "executor": _Key("str", _cv_default("executor"), "where the folds of the image models "
+                         "are trained: 'serial' (one after the other here) or 'ray' (one Ray "
+                         "task per fold; needs ichprog[ray])",
+                         choices=_Derived(_executors, "ichprog.experiment.executors.EXECUTORS")),
+        "ray_address": _Key("str", "", "Ray cluster to connect to, e.g. 'auto' or "
+                            "'ray://head:10001' ('': start Ray on this machine)"),
+        "ray_num_cpus": _Key("float", _ray_default("num_cpus"), "CPUs Ray reserves for each "
+                             "fold's task", low=0.0, high=1024.0),
+        "ray_num_gpus": _Key("float", _ray_default("num_gpus"), "GPUs Ray reserves for each "
+                             "fold's task (a fraction shares a GPU between tasks)", low=0.0,
+                             high=64.0),
     },
     "tabular": {
         "folds": _Key("int", 10, "cross-validation folds of the tabular models", low=2,
@@ -544,6 +585,7 @@ def _config_from_args(args: argparse.Namespace,
     flag_map = {
         "seed": ("run", "seed"), "device": ("run", "device"), "n_patients": ("data", "n_patients"),
         "trunk": ("model", "trunk"), "epochs": ("train", "epochs"),
+        "executor": ("cv", "executor"), "ray_address": ("cv", "ray_address"),
     }
     for attr, (s, k) in flag_map.items():
         v = getattr(args, attr, None)

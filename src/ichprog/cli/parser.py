@@ -170,21 +170,35 @@ def _add_cv(sub: Any) -> None:
         ichprog cv --preset mt_ord_gcs_bin_age --out runs/cv --folds 5 --epochs 10
         ichprog cv --preset baseline_densenet --preset mt_bin_gcs_bin_age --out runs/cv
         ichprog cv --config configs/paper.toml --out runs/paper
+        ichprog cv --out /shared/runs/cv --executor ray --ray-address auto
         """)
     _add_common(p)
     _add_data(p)
     _add_model(p, preset=False)
     p.add_argument("--preset", action="append", metavar="NAME",
                    help="preset to cross-validate (repeatable; default cv.models)")
+    _add_executor(p)
+
+
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution (default: serial, in this process)")
+    g.add_argument("--executor", metavar="NAME",
+                   help="'serial' or 'ray': one Ray task per fold (cv.executor; needs "
+                        "ichprog[ray])")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to connect to, e.g. auto or ray://head:10001 "
+                        "(cv.ray_address; default: start Ray on this machine)")
 
 
 def _add_ablation(sub: Any) -> None:
     p = _command(sub, "ablation", "Ablate the loss terms of a multi-task preset (Fig. 2).", """\
         ichprog ablation --out runs/abl --preset mt_ord_gcs_bin_age --folds 5
+        ichprog ablation --out /shared/runs/abl --executor ray --ray-address auto
         """)
     _add_common(p)
     _add_data(p)
     _add_model(p)
+    _add_executor(p)
 
 
 def _add_predict(sub: Any) -> None:

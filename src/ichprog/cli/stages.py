@@ -191,7 +191,20 @@ def _cv_kwargs(run: _Run) -> dict[str, Any]:
     return {"preprocess": _preprocess_config(cfg), "config": _train_config(cfg, cfg["run"]["seed"]),
             "cache_dir": run.out / "cache", "augment": cfg["train"]["augment"],
             "model_kwargs": {"dropout": cfg["model"]["dropout"]}, "preload": True,
-            "overwrite": True}
+            "overwrite": True, "executor": _executor(cfg)}
+
+
+def _executor(cfg: Mapping[str, Any]) -> Any:
+    """The executor of ``[cv] executor``: ``"serial"``, or a
+    :class:`~ichprog.experiment.RayExecutor` with the ``ray_*`` keys (raises the missing-extra
+    error without Ray)."""
+    c = cfg["cv"]
+    if c["executor"] != "ray":
+        return c["executor"]
+    from ichprog.experiment import RayExecutor
+
+    return RayExecutor(address=c["ray_address"] or None, num_cpus=c["ray_num_cpus"],
+                       num_gpus=c["ray_num_gpus"])
 
 
 def _cv_preset(run: _Run, cohort: Any, preset: Any, out: Path, splits: Any,

@@ -7,6 +7,9 @@
   returns a :class:`CVResult` with the per-patient predictions of every fold, the metrics of every
   task (``metrics``, ``summary()``), bootstrap intervals (``bootstrap()``) and the comparison
   with external readers (``compare_readers()``).
+* :func:`cross_validate` and :func:`ablation` take an ``executor``: ``"serial"`` (default),
+  ``"ray"`` (one Ray task per configuration and fold, :class:`RayExecutor`) or an
+  :class:`Executor`; see :mod:`~ichprog.experiment.executors`.
 * :func:`load_ensemble` reads the fold models of a cross-validation as one
   :class:`FoldEnsemble`: mean probabilities with their spread across folds, calibration and
   thresholds fitted on each fold's validation part, a model card
@@ -90,6 +93,7 @@ from ichprog.experiment.ablations import AblationResult, ablation, plot_ablation
 from ichprog.experiment.claims import ClaimsResult, check_claims, reference_predictions
 from ichprog.experiment.cv import CV_FORMAT, CVResult, cross_validate  # noqa: F401
 from ichprog.experiment.ensemble import ENSEMBLE_FORMAT, FoldEnsemble, load_ensemble  # noqa: F401
+from ichprog.experiment.executors import Executor, RayExecutor, SerialExecutor, as_executor
 from ichprog.experiment.fitted import FITTED_FORMAT, FittedModel, fit_multitask  # noqa: F401
 
 __all__ = [
@@ -105,6 +109,10 @@ __all__ = [
     "check_claims",
     "ClaimsResult",
     "reference_predictions",
+    "Executor",
+    "SerialExecutor",
+    "RayExecutor",
+    "as_executor",
     "FoldEnsemble",
     "load_ensemble",
 ]

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ichprog._extras import MissingExtraError, require_extra
 from ichprog._util import atomic_write, read_json, write_csv, write_json
-from ichprog.experiment.cv import CVResult, cross_validate
+from ichprog.experiment.cv import CVResult, _execute, _plan_with_defaults
+from ichprog.experiment.executors import as_executor
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task, ablations, as_preset
 
 #: The format key of the ``ablation.json`` written by :meth:`AblationResult.save`.
@@ -170,7 +171,7 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
              folds: int = 10, seed: int = 0, out_dir: str | Path | None = None, *,
              splits: Any = None, val_fraction: float | None = None, kind: str = "box",
              plot_metrics: Sequence[str] | None = None, progress: bool = True,
-             **cv_kwargs: Any) -> AblationResult:
+             executor: Any = "serial", **cv_kwargs: Any) -> AblationResult:
     """Cross-validate every loss ablation of a preset on the same folds (the paper's Fig. 2).
 
     Parameters
@@ -191,6 +192,10 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
         Metrics in the figure (default all of the primary task).
     progress
         Progress bars.
+    executor
+        ``"serial"`` (default), ``"ray"`` or an :class:`~ichprog.experiment.Executor`: every
+        (configuration, fold) is one job, all submitted together (see
+        :func:`~ichprog.cross_validate`).
     **cv_kwargs
         Passed to :func:`cross_validate` (``trunk``, ``config``, ``preprocess``, ...).
 
@@ -200,6 +205,7 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
     """
     from ichprog.data import make_splits
 
+    ex = as_executor(executor)
     base = as_preset(preset, trunk=cv_kwargs.pop("trunk", None))
     configs = ablations(base)
     if splits is None:
@@ -208,11 +214,11 @@ def ablation(cohort: Any, preset: Preset | Sequence[Task] | str = MT_ORD_GCS_BIN
         splits = make_splits(cohort, folds=folds, seed=seed,
                              val_fraction=_val_fraction(cv_kwargs.get("recipe"), val_fraction))
     out = Path(out_dir) if out_dir is not None else None
-    results: dict[str, CVResult] = {}
-    for cname, p in configs.items():
-        results[cname] = cross_validate(cohort, p, seed=seed, splits=splits,
-                                        out_dir=out / cname if out is not None else None,
-                                        name=p.label, progress=progress, **cv_kwargs)
+    plans = [_plan_with_defaults(cohort, p, seed=seed, splits=splits,
+                                 out_dir=out / cname if out is not None else None,
+                                 name=p.label, progress=progress, **cv_kwargs)
+             for cname, p in configs.items()]
+    results = dict(zip(configs, _execute(plans, ex, progress)))
     tidy_all = pd.concat([r.metrics for r in results.values()], ignore_index=True)
     res = AblationResult(metrics=tidy_all, results=results, task=base.primary.name)
     if out is not None:

@@ -697,7 +697,8 @@ def check_claims(cohort: Any, *, repeats: int = 1, folds: int = 4, seed: int = 0
         :meth:`ClaimsResult.save`.
     cv_kwargs
         More :func:`~ichprog.experiment.cross_validate` arguments (``preprocess``, ``config``,
-        ``augment``, ``model_kwargs``, ``cache_dir``, ``preload``, ...).
+        ``augment``, ``model_kwargs``, ``cache_dir``, ``preload``, ...), ``executor`` among them
+        (``{"executor": "ray"}`` trains the folds of every model as Ray tasks).
     progress
         Progress bars.
 

@@ -36,6 +36,7 @@ from ichprog.experiment._common import (
     _val_fraction,
     long_predictions,
 )
+from ichprog.experiment.executors import Executor
 from ichprog.experiment.fitted import fit_multitask
 from ichprog.tasks import MT_ORD_GCS_BIN_AGE, Preset, Task
 
@@ -357,7 +358,8 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
                    oversample: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                    preload: bool = False, name: str | None = None, threshold: float = 0.5,
                    keep_checkpoints: bool = False, overwrite: bool = False,
-                   progress: bool = True, time_budget: float | str | None = None) -> CVResult:
+                   progress: bool = True, executor: Any = "serial",
+                   time_budget: float | str | None = None) -> CVResult:
     """The paper's cross-validation of one image model.
 
     Parameters
@@ -395,16 +397,60 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
         Replace folds computed with a different configuration instead of raising.
     progress
         Progress bars.
+    executor
+        Where the folds are trained: ``"serial"`` (default: one after the other in this
+        process), ``"ray"`` (one Ray task per fold, see
+        :class:`~ichprog.experiment.RayExecutor`; needs ``ichprog[ray]``) or an
+        :class:`~ichprog.experiment.Executor`. The results do not depend on it. With several
+        nodes, ``out_dir`` must be on storage every node sees (see "Running on a cluster").
     time_budget
         Wall-clock budget of the whole cross-validation (seconds or e.g. ``"10min"``). Each
-        fold to train gets an equal share of what is left when it starts, and plans its epochs
-        within it as :func:`fit_multitask` does (folds reused from ``out_dir`` cost nothing).
-        Each fold's plan is in its ``fold.json`` (``info.time_budget``).
+        fold to train gets an equal share of it (folds reused from ``out_dir`` cost nothing)
+        and plans its epochs within that share as :func:`fit_multitask` does; with a parallel
+        executor the folds' shares overlap, so the whole takes less. Each fold's plan is in
+        its ``fold.json`` (``info.time_budget``).
 
     Returns
     -------
     CVResult
     """
+    from ichprog.experiment.executors import as_executor
+
+    ex = as_executor(executor)
+    plan = _plan_cv(cohort, tasks, folds, seed, out_dir, trunk=trunk, recipe=recipe,
+                    splits=splits, val_fraction=val_fraction, only_folds=only_folds,
+                    preprocess=preprocess, config=config, cache_dir=cache_dir, augment=augment,
+                    oversample=oversample, model_kwargs=model_kwargs, preload=preload, name=name,
+                    threshold=threshold, keep_checkpoints=keep_checkpoints, overwrite=overwrite,
+                    progress=progress, time_budget=time_budget)
+    return _execute([plan], ex, progress)[0]
+
+
+def _plan_with_defaults(cohort: Any, tasks: Any, **kwargs: Any) -> _CVPlan:
+    """:func:`_plan_cv` with :func:`cross_validate`'s defaults for what ``kwargs`` leaves out
+    (an argument :func:`cross_validate` does not take raises :class:`TypeError`)."""
+    import inspect
+
+    params = inspect.signature(cross_validate).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"cross_validate() got unexpected keyword argument(s) {unknown}")
+    args = {k: p.default for k, p in params.items()
+            if p.default is not inspect.Parameter.empty}
+    args.update(kwargs)
+    args.pop("tasks", None)
+    args.pop("executor", None)
+    return _plan_cv(cohort, tasks, **args)
+
+
+def _plan_cv(cohort: Any, tasks: Any, folds: int, seed: int, out_dir: str | Path | None, *,
+             trunk: str | None, recipe: Any, splits: Any, val_fraction: float | None,
+             only_folds: Iterable[int] | None, preprocess: Any, config: Any, cache_dir: Any,
+             augment: Any, oversample: bool, model_kwargs: Mapping[str, Any] | None,
+             preload: bool, name: str | None, threshold: float, keep_checkpoints: bool,
+             overwrite: bool, progress: bool, time_budget: float | str | None = None) -> _CVPlan:
+    """Everything of :func:`cross_validate` before training: the resolved settings, the folds,
+    ``config.json``'s content and ``splits.json`` written."""
     from ichprog.data import Splits, make_splits
     from ichprog.training import parse_duration
 
@@ -432,16 +478,10 @@ def cross_validate(cohort: Any, tasks: Preset | Sequence[Task] | Task | str = MT
                   "oversample": oversample, "model_kwargs": model_kwargs, "preload": preload,
                   "keep_checkpoints": keep_checkpoints, "overwrite": overwrite,
                   "progress": progress}
-    preds, hists, reused = _run_folds(cohort, preset, fold_list, seed, run_config, base_config,
-                                      _FoldStore(out, overwrite), fit_kwargs, threshold, name)
-    predictions = pd.concat(preds, ignore_index=True)
-    predictions["model"] = name
-    history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
-    result = CVResult(predictions=predictions, preset=preset, name=name, history=history,
-                      config=config_json, reused_folds=reused, out_dir=out, threshold=threshold)
-    if out is not None:
-        result.save(out)
-    return result
+    return _CVPlan(cohort=cohort, preset=preset, name=name, seed=int(seed), out=out,
+                   fold_list=fold_list, run_config=run_config, base_config=base_config,
+                   store=_FoldStore(out, overwrite), fit_kwargs=fit_kwargs, threshold=threshold,
+                   config_json=config_json)
 
 
 def _selected_folds(fold_list: list[Any], only_folds: Iterable[int] | None) -> list[Any]:
@@ -470,48 +510,139 @@ def _run_config(preset: Preset, preprocess: Any, base_config: Any, augment: Any,
     }
 
 
-def _run_folds(cohort: Any, preset: Preset, fold_list: Sequence[Any], seed: int,
-               run_config: Mapping[str, Any], base_config: Any, store: _FoldStore,
-               fit_kwargs: Mapping[str, Any], threshold: float,
-               name: str) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[int]]:
-    """Every fold in turn, read back from ``store`` when it is finished there, else trained:
-    the prediction tables, the training histories and the indices of the reused folds."""
-    import time
+@dataclass
+class FoldJob:
+    """Everything one fold of one configuration needs, to be trained in any process on any node.
 
-    from tqdm.auto import tqdm
+    Built by :func:`cross_validate` and :func:`~ichprog.ablation`, run by :func:`run_fold_job`
+    through an :class:`~ichprog.experiment.executors.Executor`. It holds the cohort (its image
+    paths and clinical table), the tasks, the fold's patients, its seed, configuration hash and
+    training settings, and ``folder``, the fold's folder in the output folder (``None``: nothing
+    is written, and a failed job starts again from the beginning).
+    """
 
-    preds: list[pd.DataFrame] = []
-    hists: list[pd.DataFrame] = []
-    reused: list[int] = []
-    started, budget = time.perf_counter(), run_config.get("time_budget")
-    for i, fold in enumerate(tqdm(fold_list, desc=f"cross-validation {name}", unit="fold",
-                     disable=not fit_kwargs["progress"])):
-        fold_seed = derive_seed(seed, fold.index)
-        fold_hash = stable_hash({"run": run_config, "seed": fold_seed, "train": fold.train,
-                                 "val": fold.val, "test": fold.test}, length=20)
-        found = store.finished(fold.index, fold_hash)
-        if found is not None:
-            p, h = found
-            reused.append(fold.index)
-        else:
-            store.start(fold.index, fold_hash, fold_seed)
-            cfg = dataclasses.replace(base_config, seed=fold_seed)
-            kwargs = dict(fit_kwargs)
-            if budget is not None:
-                left = budget - (time.perf_counter() - started)
-                if left <= 0:
-                    raise TimeoutError(
-                        f"time_budget of {budget:g} s spent before fold {fold.index}; the folds "
-                        "finished so far are kept in out_dir (if given) and reused by the next "
-                        "call")
-                kwargs["time_budget"] = left / (len(fold_list) - i)
-            p, h, info = _run_fold(cohort, preset, fold, cfg, fold_seed, store.folder(fold.index),
-                                   kwargs, threshold, name)
-            store.finish(fold, fold_hash, fold_seed, p, info)
-        preds.append(p)
-        if h is not None:
-            hists.append(h)
-    return preds, hists, reused
+    cohort: Any
+    preset: Preset
+    fold: Any
+    config: Any
+    fold_seed: int
+    fold_hash: str
+    folder: Path | None
+    fit_kwargs: dict[str, Any]
+    threshold: float
+    name: str
+
+    def __repr__(self) -> str:
+        return (f"FoldJob(name={self.name!r}, fold={self.fold.index}, seed={self.fold_seed}, "
+                f"folder={str(self.folder) if self.folder else None!r})")
+
+
+def run_fold_job(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    """Train one fold and write it to its folder: ``fold.json`` marked ``running``, the model
+    and checkpoints (an interrupted job run again resumes from them), then ``predictions.csv``
+    and ``fold.json`` marked ``done``.
+
+    A module-level function, so that an executor can send it to another process.
+
+    Returns
+    -------
+    tuple
+        The fold's prediction table, its training history (``None`` without epochs) and the
+        model's :attr:`~ichprog.experiment.FittedModel.info`.
+    """
+    store = _FoldStore(job.folder.parent if job.folder is not None else None, overwrite=False)
+    store.start(job.fold.index, job.fold_hash, job.fold_seed)
+    p, h, info = _run_fold(job.cohort, job.preset, job.fold, job.config, job.fold_seed,
+                           job.folder, job.fit_kwargs, job.threshold, job.name)
+    store.finish(job.fold, job.fold_hash, job.fold_seed, p, info)
+    return p, h, info
+
+
+@dataclass
+class _CVPlan:
+    """One configuration of an experiment, between its set-up and its :class:`CVResult`: the
+    folds to train as :class:`FoldJob` values, the folds read back from the fold store."""
+
+    cohort: Any
+    preset: Preset
+    name: str
+    seed: int
+    out: Path | None
+    fold_list: list[Any]
+    run_config: dict[str, Any]
+    base_config: Any
+    store: _FoldStore
+    fit_kwargs: dict[str, Any]
+    threshold: float
+    config_json: dict[str, Any]
+    found: dict[int, tuple[pd.DataFrame, pd.DataFrame | None]] = field(default_factory=dict)
+
+    def jobs(self, in_process: bool) -> list[FoldJob]:
+        """The folds to train (finished ones are read back into ``found``); outside the calling
+        process no progress bars are drawn."""
+        fit_kwargs = dict(self.fit_kwargs)
+        if not in_process:
+            fit_kwargs["progress"] = False
+        out: list[FoldJob] = []
+        for fold in self.fold_list:
+            fold_seed = derive_seed(self.seed, fold.index)
+            fold_hash = stable_hash({"run": self.run_config, "seed": fold_seed,
+                                     "train": fold.train, "val": fold.val, "test": fold.test},
+                                    length=20)
+            done = self.store.finished(fold.index, fold_hash)
+            if done is not None:
+                self.found[fold.index] = done
+                continue
+            cfg = dataclasses.replace(self.base_config, seed=fold_seed)
+            if not in_process:
+                cfg = dataclasses.replace(cfg, progress=False)
+            out.append(FoldJob(cohort=self.cohort, preset=self.preset, fold=fold, config=cfg,
+                               fold_seed=fold_seed, fold_hash=fold_hash,
+                               folder=self.store.folder(fold.index), fit_kwargs=fit_kwargs,
+                               threshold=self.threshold, name=self.name))
+        budget = self.run_config.get("time_budget")
+        if budget is not None and out:  # an equal share for each fold to train
+            for job in out:
+                job.fit_kwargs = {**job.fit_kwargs, "time_budget": budget / len(out)}
+        return out
+
+    def result(self, trained: Mapping[int, tuple[pd.DataFrame, pd.DataFrame | None,
+                                                 Mapping[str, Any]]]) -> CVResult:
+        """The :class:`CVResult` from the trained and the reused folds (written to ``out``)."""
+        preds: list[pd.DataFrame] = []
+        hists: list[pd.DataFrame] = []
+        for fold in self.fold_list:
+            p, h = self.found[fold.index] if fold.index in self.found \
+                else trained[fold.index][:2]
+            preds.append(p)
+            if h is not None:
+                hists.append(h)
+        predictions = pd.concat(preds, ignore_index=True)
+        predictions["model"] = self.name
+        history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
+        result = CVResult(predictions=predictions, preset=self.preset, name=self.name,
+                          history=history, config=self.config_json,
+                          reused_folds=sorted(self.found), out_dir=self.out,
+                          threshold=self.threshold)
+        if self.out is not None:
+            result.save(self.out)
+        return result
+
+
+def _execute(plans: Sequence[_CVPlan], ex: Executor, progress: bool) -> list[CVResult]:
+    """Run the folds of every plan with one executor (one job per configuration and fold) and
+    return each plan's result."""
+    per_plan = [plan.jobs(ex.in_process) for plan in plans]
+    jobs = [job for js in per_plan for job in js]
+    desc = f"cross-validation {plans[0].name}" if len(plans) == 1 else "ablation"
+    outputs = ex.map(run_fold_job, jobs, progress=progress and bool(jobs), desc=desc)
+    results = []
+    k = 0
+    for plan, js in zip(plans, per_plan):
+        trained = {job.fold.index: outputs[k + i] for i, job in enumerate(js)}
+        k += len(js)
+        results.append(plan.result(trained))
+    return results
 
 
 def _run_fold(cohort: Any, preset: Preset, fold: Any, config: Any, fold_seed: int,
@@ -599,5 +730,6 @@ class _FoldStore:
                     "status": "done", "best_epoch": info.get("best_epoch"),
                     "epochs_run": info.get("epochs_run"),
                     "stop_reason": info.get("stop_reason"),
+                    "resumed_from": info.get("resumed_from"),
                     "n_train": len(fold.train), "n_val": len(fold.val),
                     "n_test": len(fold.test)}, fdir / "fold.json", checksum=True)
