@@ -170,23 +170,3 @@ def test_docstring_examples_of_the_metrics_modules():
     for module in (aggregate, binary, bootstrap, ordinal):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
-
-
-def test_mean_sd_table_is_the_one_builder_of_both_tables():
-    from ichprog.metrics import mean_sd_table
-    from ichprog.report import summary_table
-
-    vals = [0.5, float("nan"), 0.7]
-    df = pd.concat([tidy([{"auc": v, "f1": 0.4 + i / 10} for i, v in enumerate(vals)],
-                         model="A", task="prognosis"),
-                    tidy([{"auc": 0.9}], model="B", task="prognosis")])
-    pd.testing.assert_frame_equal(mean_sd_table(df), summarize(df))
-    report = mean_sd_table(df, skipna=True, single_sd=False, count_defined=True,
-                           undefined="n/a", not_measured="n/a")
-    table = summary_table(df, "prognosis")
-    assert table.loc["AUC", "A"] == report.loc["auc", "A"] == (
-        f"{np.mean([0.5, 0.7]):.2f} ± {np.std([0.5, 0.7], ddof=1):.2f} (2/3)")
-    assert table.loc["AUC", "B"] == report.loc["auc", "B"] == "0.90"
-    assert report.loc["f1", "B"] == "n/a" and summarize(df).loc["f1", "B"] == ""
-    assert mean_sd_table(df, decimals=3).loc["f1", "A"] == (
-        f"{np.mean([0.4, 0.5, 0.6]):.3f} ± {np.std([0.4, 0.5, 0.6], ddof=1):.3f}")

@@ -238,3 +238,23 @@ def test_build_report_errors(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="run.json is not valid JSON"):
         build_report(tmp_path)
+
+
+def test_mean_sd_table_is_the_one_builder_of_both_tables():
+    from ichprog.metrics import mean_sd_table, summarize, tidy
+    from ichprog.report import summary_table
+
+    vals = [0.5, float("nan"), 0.7]
+    df = pd.concat([tidy([{"auc": v, "f1": 0.4 + i / 10} for i, v in enumerate(vals)],
+                         model="A", task="prognosis"),
+                    tidy([{"auc": 0.9}], model="B", task="prognosis")])
+    pd.testing.assert_frame_equal(mean_sd_table(df), summarize(df))
+    report = mean_sd_table(df, skipna=True, single_sd=False, count_defined=True,
+                           undefined="n/a", not_measured="n/a")
+    table = summary_table(df, "prognosis")
+    assert table.loc["AUC", "A"] == report.loc["auc", "A"] == (
+        f"{np.mean([0.5, 0.7]):.2f} ± {np.std([0.5, 0.7], ddof=1):.2f} (2/3)")
+    assert table.loc["AUC", "B"] == report.loc["auc", "B"] == "0.90"
+    assert report.loc["f1", "B"] == "n/a" and summarize(df).loc["f1", "B"] == ""
+    assert mean_sd_table(df, decimals=3).loc["f1", "A"] == (
+        f"{np.mean([0.4, 0.5, 0.6]):.3f} ± {np.std([0.4, 0.5, 0.6], ddof=1):.3f}")
