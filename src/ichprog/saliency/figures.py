@@ -13,6 +13,7 @@ and ``"stored"`` shows the array as it is.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -385,7 +386,8 @@ def plot_model_grid(volumes: Mapping[str, Any], maps: Any,
         for c, m in enumerate(models, start=1):
             im = _draw(axes[r, c], ct[s, rows, cols], sal[m][s, rows, cols], m_slice, vrange,
                        alpha, cmap, tf) or im
-            head = (model_labels or {}).get(m, m) if r == 0 else ""
+            # long labels ("MT (ord GCS, bin age) [tiny DenseNet]") wrap to the cell's width
+            head = (textwrap.fill((model_labels or {}).get(m, m), 24) if r == 0 else "")
             p = (probs or {}).get(m, {}).get(pid)
             text = "\n".join(t for t in (head, f"p = {p:.2f}" if p is not None else "") if t)
             axes[r, c].set_title(text, fontsize=9)
