@@ -255,6 +255,26 @@ def _performance(ens: Any, n_resamples: int, seed: int) -> dict[str, Any]:
     }
 
 
+def _header() -> dict[str, Any]:
+    """The first keys of every model card: its format, when it was made and by which version."""
+    return {"format": MODEL_CARD_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ichprog_version": __version__}
+
+
+def _model_fields(fitted: Any, preset: Any) -> dict[str, Any]:
+    """What a card says of a model's tasks (``preset``), and of its trunk and input (those of
+    ``fitted``, the same for every fold of an ensemble)."""
+    return {
+        "preset": preset.name,
+        "tasks": [{"name": t.name, "kind": t.kind, "column": t.column, "label": t.label,
+                   "weight": t.weight} for t in preset],
+        "trunk": fitted.model.trunk_name,
+        "input": {"image": "non-contrast head CT (NIfTI), one scan per patient",
+                  "shape": list(fitted.preprocess.shape)},
+        "preprocess": fitted.preprocess.to_dict(),
+    }
+
+
 def _checklist(covered: Mapping[str, tuple[str, str]]) -> list[dict[str, str]]:
     out = []
     for num, section, topic in TRIPOD_AI_ITEMS:
@@ -337,21 +357,13 @@ def ensemble_model_card(ens: Any, cohort: Any = None,
         "27": ("partly", "card: intended_use and out_of_scope"),
     }
     return {
-        "format": MODEL_CARD_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "ichprog_version": __version__,
+        **_header(),
         "model": {
             "name": ens.name,
             "kind": f"ensemble of {len(ens.folds)} cross-validation fold models (mean "
                     "probability, spread across folds)",
             "folds": [int(k) for k in ens.folds],
-            "preset": ens.preset.name,
-            "tasks": [{"name": t.name, "kind": t.kind, "column": t.column, "label": t.label,
-                       "weight": t.weight} for t in ens.preset],
-            "trunk": first.model.trunk_name,
-            "input": {"image": "non-contrast head CT (NIfTI), one scan per patient",
-                      "shape": list(first.preprocess.shape)},
-            "preprocess": first.preprocess.to_dict(),
+            **_model_fields(first, ens.preset),
             "training": {k: first.config.to_dict().get(k) for k in (
                 "max_epochs", "batch_size", "accumulation_steps", "lr", "weight_decay",
                 "schedule", "select", "patience", "class_balance", "precision")}
@@ -403,19 +415,11 @@ def fitted_model_card(fitted: Any) -> dict[str, Any]:
         "27": ("partly", "card: intended_use and out_of_scope"),
     }
     return {
-        "format": MODEL_CARD_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "ichprog_version": __version__,
+        **_header(),
         "model": {
             "name": fitted.preset.label,
             "kind": "one model trained on all given patients",
-            "preset": fitted.preset.name,
-            "tasks": [{"name": t.name, "kind": t.kind, "column": t.column, "label": t.label,
-                       "weight": t.weight} for t in fitted.preset],
-            "trunk": fitted.model.trunk_name,
-            "input": {"image": "non-contrast head CT (NIfTI), one scan per patient",
-                      "shape": list(fitted.preprocess.shape)},
-            "preprocess": fitted.preprocess.to_dict(),
+            **_model_fields(fitted, fitted.preset),
             "training": {k: fitted.config.to_dict().get(k) for k in (
                 "max_epochs", "batch_size", "lr", "schedule", "select", "patience",
                 "class_balance")} | {"best_epoch": info.get("best_epoch"),
